@@ -1,0 +1,68 @@
+"""Test set-up: JAX on CPU, deterministic and quiet; an in-memory TaskStore for the training tests."""
+
+import dataclasses
+import os
+
+import numpy as np
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeTask:
+    """Same fields as ``universeg_jax.data.tasks.Task``."""
+
+    id: str
+    dataset: str
+    examples: tuple
+    subjects: tuple
+
+
+class FakeTaskStore:
+    """In-memory stand-in for ``universeg_jax.data.tasks.TaskStore`` (same interface, picklable).
+
+    Each task is "segment the disc of brightness ``level``" on images holding a disc and a square of other
+    brightness, so tasks really differ and a model can learn them. ``datasets`` maps dataset name -> number of
+    tasks.
+    """
+
+    def __init__(self, datasets=None, *, subjects=12, examples_per_subject=1, size=32, seed=0):
+        datasets = datasets or {"fake_a": 2, "fake_b": 2}
+        rng = np.random.default_rng(seed)
+        images, labels, self.tasks, self._meta = [], [], [], []
+        yy, xx = np.mgrid[:size, :size]
+        for dataset, n_tasks in datasets.items():
+            for t in range(n_tasks):
+                task_id = f"{dataset}/task{t}"
+                level = 0.3 + 0.6 * rng.random()
+                examples, subject_ids = [], []
+                for s in range(subjects):
+                    for _ in range(examples_per_subject):
+                        cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
+                        radius = rng.uniform(size * 0.1, size * 0.25)
+                        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+                        image = 0.1 + 0.05 * rng.random((size, size))
+                        qy, qx = rng.integers(0, size // 2, 2)
+                        image[qy : qy + size // 4, qx : qx + size // 4] = 1.0 - level
+                        image[disc] = level
+                        examples.append(len(images))
+                        subject_ids.append(f"subject{s}")
+                        images.append(image.astype(np.float32)[..., None])
+                        labels.append(disc.astype(np.float32)[..., None])
+                        self._meta.append((task_id, f"subject{s}"))
+                self.tasks.append(FakeTask(task_id, dataset, tuple(examples), tuple(subject_ids)))
+        self._images, self._labels = np.stack(images), np.stack(labels)
+
+    def __len__(self):
+        return len(self._images)
+
+    def __getitem__(self, index):
+        task, subject = self._meta[index]
+        return {"image": self._images[index], "label": self._labels[index], "task": task, "subject": subject}
+
+    def select(self, datasets=None, exclude=()):
+        view = object.__new__(FakeTaskStore)
+        view._images, view._labels, view._meta = self._images, self._labels, self._meta
+        view.tasks = [t for t in self.tasks if (datasets is None or t.dataset in datasets) and t.dataset not in exclude]
+        return view

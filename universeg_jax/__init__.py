@@ -1,0 +1,1 @@
+"""universeg-jax: UniverSeg universal medical image segmentation in JAX/Flax NNX."""

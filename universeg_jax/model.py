@@ -1,0 +1,288 @@
+"""UniverSeg in Flax NNX: the only place the architecture lives.
+
+Public layout is channels-last:
+
+* ``query``           ``(B, H, W, 1)`` float, values in [0, 1]
+* ``support_images``  ``(B, S, H, W, 1)`` or ``(1, S, H, W, 1)`` (one support set shared by all queries)
+* ``support_labels``  same shape as ``support_images``, values in [0, 1] (binary masks or soft labels)
+* returns logits      ``(B, H, W, 1)`` float32; ``jax.nn.sigmoid`` gives the foreground probability.
+
+H and W must be divisible by ``2 ** (len(encoder_blocks) - 1)``; any batch size and any support size S >= 1.
+
+The computation equals the official PyTorch model (JJGO/UniverSeg) but uses two exact rewrites
+(DESIGN.md section 3):
+
+* a cross-convolution of the pair (u, v_i) is ``Conv_u(u) + Conv_v(v_i)``: the query half is computed once
+  instead of S times and the concatenated pair tensor is never built;
+* the support branch of the last block feeds nothing and is not computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+BlockSpec = Union[int, tuple[int, int]]
+V1_ENCODER_BLOCKS = (64, 64, 64, 64)
+LEAKY_SLOPE = 0.01
+
+
+def as_pair(spec: BlockSpec) -> tuple[int, int]:
+    """A block spec is ``features`` or ``(cross_features, conv_features)``."""
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        pair = (int(spec), int(spec))
+    elif isinstance(spec, Sequence) and len(spec) == 2:
+        pair = (int(spec[0]), int(spec[1]))
+    else:
+        raise ValueError(f"block spec must be an int or a (cross_features, conv_features) pair, got {spec!r}")
+    if min(pair) < 1:
+        raise ValueError(f"block features must be positive, got {spec!r}")
+    return pair
+
+
+def resolve_blocks(
+    encoder_blocks: Sequence[BlockSpec], decoder_blocks: Sequence[BlockSpec] | None
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Normalise block specs the way the official constructor does (decoder defaults to encoder[-2::-1])."""
+    if isinstance(encoder_blocks, (int, str)) or len(encoder_blocks) == 0:
+        raise ValueError(f"encoder_blocks must be a non-empty list of block specs, got {encoder_blocks!r}")
+    encoder = [as_pair(b) for b in encoder_blocks]
+    decoder = [as_pair(b) for b in decoder_blocks] if decoder_blocks else encoder[-2::-1]
+    if len(decoder) > len(encoder) - 1:
+        raise ValueError(
+            f"decoder_blocks has {len(decoder)} blocks but only {len(encoder) - 1} skip levels exist "
+            f"(len(encoder_blocks) - 1)"
+        )
+    return encoder, decoder
+
+
+class Conv2d(nnx.Module):
+    """'Same' zero-padded conv with bias, applied to ``(..., H, W, C)``; kernel is HWIO."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int, *, rngs: nnx.Rngs):
+        fan_in = in_features * kernel_size * kernel_size
+        # Kaiming-normal (as the official ConvOp initialises), zero bias.
+        std = np.sqrt(2.0 / fan_in)
+        shape = (kernel_size, kernel_size, in_features, out_features)
+        self.kernel = nnx.Param(std * jax.random.normal(rngs.params(), shape, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+
+    def __call__(self, x: jax.Array, dtype=jnp.float32) -> jax.Array:
+        return conv2d(x, self.kernel[...].astype(dtype)) + self.bias[...].astype(dtype)
+
+
+def conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Bias-free 'same' conv over the last three axes; leading axes are folded into the batch."""
+    lead, (h, w, c) = x.shape[:-3], x.shape[-3:]
+    y = jax.lax.conv_general_dilated(
+        x.reshape((-1, h, w, c)),
+        kernel.astype(x.dtype),
+        window_strides=(1, 1),
+        padding="SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    return y.reshape(lead + y.shape[1:])
+
+
+def conv_parts(parts: Sequence[jax.Array], kernel: jax.Array) -> jax.Array:
+    """Conv of the channel-concatenation of ``parts`` without building it: sum of per-part convs."""
+    out, start = None, 0
+    for part in parts:
+        stop = start + part.shape[-1]
+        y = conv2d(part, kernel[:, :, start:stop, :])
+        out = y if out is None else out + y
+        start = stop
+    return out
+
+
+class CrossConv(nnx.Module):
+    """Convolution of every (query, support_i) pair, vmapped over the support axis.
+
+    The kernel's input channels are ordered [query channels, support channels], as in the official
+    ``CrossConv2d``. Each side may arrive as several channel blocks (decoder: upsampled + skip).
+    """
+
+    def __init__(self, query_features: int, support_features: int, out_features: int, *, rngs: nnx.Rngs):
+        self.query_features = query_features
+        self.conv = Conv2d(query_features + support_features, out_features, 3, rngs=rngs)
+
+    def __call__(self, query_parts, support_parts, dtype=jnp.float32) -> jax.Array:
+        """``query_parts``: arrays ``(B, H, W, *)``; ``support_parts``: ``(B|1, S, H, W, *)``.
+
+        Returns the pair interactions ``(B, S, H, W, out)``.
+        """
+        kernel = self.conv.kernel[...].astype(dtype)
+        query_half = conv_parts(query_parts, kernel[:, :, : self.query_features])
+        query_half = query_half + self.conv.bias[...].astype(dtype)
+        support_kernel = kernel[:, :, self.query_features :]
+        support_half = jax.vmap(lambda *v: conv_parts(v, support_kernel), in_axes=1, out_axes=1)(*support_parts)
+        return query_half[:, None] + support_half
+
+
+class CrossBlock(nnx.Module):
+    """CrossConv (no nonlinearity), mean over the support for the new query, then a conv + LeakyReLU on each side."""
+
+    def __init__(
+        self,
+        query_features: int,
+        support_features: int,
+        cross_features: int,
+        conv_features: int,
+        *,
+        support_output: bool = True,
+        rngs: nnx.Rngs,
+    ):
+        self.cross = CrossConv(query_features, support_features, cross_features, rngs=rngs)
+        self.target = Conv2d(cross_features, conv_features, 3, rngs=rngs)
+        # The last block's support output feeds nothing: it keeps its weights (for loading) but is not run.
+        self.support_output = support_output
+        self.support = Conv2d(cross_features, conv_features, 3, rngs=rngs)
+
+    def __call__(self, query_parts, support_parts, dtype=jnp.float32):
+        interaction = self.cross(query_parts, support_parts, dtype)
+        query = jax.nn.leaky_relu(self.target(jnp.mean(interaction, axis=1), dtype), LEAKY_SLOPE)
+        if not self.support_output:
+            return query, None
+        support = jax.nn.leaky_relu(self.support(interaction, dtype), LEAKY_SLOPE)
+        return query, support
+
+
+def max_pool2(x: jax.Array) -> jax.Array:
+    """2x2 max-pool with stride 2 over axes (-3, -2)."""
+    *lead, h, w, c = x.shape
+    return x.reshape(*lead, h // 2, 2, w // 2, 2, c).max(axis=(-4, -2))
+
+
+def _upsample_axis(x: jax.Array, axis: int) -> jax.Array:
+    """x2 linear upsampling along ``axis`` with align_corners=True (torch ``UpsamplingBilinear2d``)."""
+    n = x.shape[axis]
+    if n == 1:
+        return jnp.repeat(x, 2, axis=axis)
+    src = np.arange(2 * n, dtype=np.float64) * (n - 1) / (2 * n - 1)
+    lo = np.minimum(np.floor(src).astype(np.int32), n - 2)
+    frac = (src - lo).astype(np.float32)
+    shape = [1] * x.ndim
+    shape[axis] = 2 * n
+    frac = jnp.asarray(frac, x.dtype).reshape(shape)
+    return jnp.take(x, lo, axis=axis) * (1 - frac) + jnp.take(x, lo + 1, axis=axis) * frac
+
+
+def upsample2(x: jax.Array) -> jax.Array:
+    """Bilinear x2 upsampling of ``(..., H, W, C)`` with align_corners=True."""
+    return _upsample_axis(_upsample_axis(x, x.ndim - 3), x.ndim - 2)
+
+
+class UniverSeg(nnx.Module):
+    """The UniverSeg U-Net of CrossBlocks; ``UniverSeg()`` is the v1 architecture (1,182,785 parameters)."""
+
+    def __init__(
+        self,
+        encoder_blocks: Sequence[BlockSpec] = V1_ENCODER_BLOCKS,
+        decoder_blocks: Sequence[BlockSpec] | None = None,
+        *,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        encoder, decoder = resolve_blocks(encoder_blocks, decoder_blocks)
+        self.encoder_blocks = tuple(encoder)
+        self.decoder_blocks = tuple(decoder)
+        self.dtype = dtype
+        n_blocks = len(encoder) + len(decoder)
+
+        enc, skips, q_ch, s_ch = [], [], 1, 2
+        for i, (cross, conv) in enumerate(encoder):
+            last = i == n_blocks - 1
+            enc.append(CrossBlock(q_ch, s_ch, cross, conv, support_output=not last, rngs=rngs))
+            q_ch = s_ch = conv
+            skips.append(conv)
+        dec = []
+        for j, ((cross, conv), skip) in enumerate(zip(decoder, skips[-2::-1])):
+            last = len(encoder) + j == n_blocks - 1
+            dec.append(CrossBlock(q_ch + skip, s_ch + skip, cross, conv, support_output=not last, rngs=rngs))
+            q_ch = s_ch = conv
+        self.enc_blocks = nnx.List(enc)
+        self.dec_blocks = nnx.List(dec)
+        self.out_conv = Conv2d(q_ch, 1, 1, rngs=rngs)
+
+    @property
+    def levels(self) -> int:
+        """Number of resolution levels; H and W must be divisible by ``2 ** (levels - 1)``."""
+        return len(self.encoder_blocks)
+
+    def __call__(self, query: jax.Array, support_images: jax.Array, support_labels: jax.Array) -> jax.Array:
+        validate_inputs(query, support_images, support_labels, self.levels)
+        dtype = self.dtype
+        query = jnp.asarray(query, dtype)
+        support = jnp.concatenate([jnp.asarray(support_images, dtype), jnp.asarray(support_labels, dtype)], -1)
+
+        q_parts, s_parts, skips = (query,), (support,), []
+        for i, block in enumerate(self.enc_blocks):
+            q, s = block(q_parts, s_parts, dtype)
+            if i == self.levels - 1:
+                break
+            skips.append((q, s))
+            q_parts, s_parts = (max_pool2(q),), (max_pool2(s),)
+        for block in self.dec_blocks:
+            q_skip, s_skip = skips.pop()
+            q, s = block((upsample2(q), q_skip), (upsample2(s), s_skip), dtype)
+        return self.out_conv(q, dtype).astype(jnp.float32)
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def validate_inputs(query, support_images, support_labels, levels: int) -> None:
+    """Shape checks always; value checks (finite, in [0, 1]) whenever the arrays are concrete."""
+    named = {"query": query, "support_images": support_images, "support_labels": support_labels}
+    for name, x in named.items():
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    if query.ndim != 4 or query.shape[-1] != 1:
+        raise ValueError(f"query must have shape (B, H, W, 1), got {tuple(query.shape)}")
+    for name in ("support_images", "support_labels"):
+        x = named[name]
+        if x.ndim != 5 or x.shape[-1] != 1:
+            raise ValueError(f"{name} must have shape (B, S, H, W, 1), got {tuple(x.shape)}")
+    if support_images.shape != support_labels.shape:
+        raise ValueError(
+            f"support_images {tuple(support_images.shape)} and support_labels {tuple(support_labels.shape)} "
+            "must have the same shape"
+        )
+    b, h, w, _ = query.shape
+    sb, s, sh, sw, _ = support_images.shape
+    if s == 0:
+        raise ValueError("support_images is empty: the support set needs at least one image/label pair (S >= 1)")
+    if sb not in (b, 1):
+        raise ValueError(f"support batch size {sb} must equal the query batch size {b} or be 1 (shared support)")
+    if (sh, sw) != (h, w):
+        raise ValueError(f"support images are {sh}x{sw} but the query is {h}x{w}: they must match")
+    factor = 2 ** (levels - 1)
+    if h % factor or w % factor or h == 0 or w == 0:
+        raise ValueError(
+            f"query height and width ({h}x{w}) must be positive multiples of {factor} "
+            f"(2 ** (levels - 1) for {levels} levels); resize or pad the images"
+        )
+    for name, x in named.items():
+        if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer) and x.dtype != bool:
+            raise TypeError(f"{name} must be a real-valued array, got dtype {x.dtype}")
+        if _concrete(x):
+            values = np.asarray(x, dtype=np.float32)
+            if not np.isfinite(values).all():
+                raise ValueError(f"{name} contains NaN or inf values")
+            lo, hi = float(values.min()), float(values.max())
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise ValueError(
+                    f"{name} values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]; "
+                    "normalise images first (universeg_jax.preprocess)"
+                )
+
+
+def count_params(model: nnx.Module) -> int:
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
