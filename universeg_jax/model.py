@@ -14,7 +14,11 @@ The computation equals the official PyTorch model (JJGO/UniverSeg) but uses two 
 
 * a cross-convolution of the pair (u, v_i) is ``Conv_u(u) + Conv_v(v_i)``: the query half is computed once
   instead of S times and the concatenated pair tensor is never built;
-* the support branch of the last block feeds nothing and is not computed.
+* the support branch of the last block feeds nothing and is not computed; that block's query needs only the
+  support mean of its interactions, which by linearity is one conv of the support mean (not S convs).
+
+Inside, support features are laid out ``(S, B, H, W, C)`` so that vmapping over the support folds it into the
+conv batch for free.
 """
 
 from __future__ import annotations
@@ -104,7 +108,8 @@ class CrossConv(nnx.Module):
     """Convolution of every (query, support_i) pair, vmapped over the support axis.
 
     The kernel's input channels are ordered [query channels, support channels], as in the official
-    ``CrossConv2d``. Each side may arrive as several channel blocks (decoder: upsampled + skip).
+    ``CrossConv2d``. Each side may arrive as several channel blocks (decoder: upsampled + skip), which are
+    convolved separately and summed rather than concatenated.
     """
 
     def __init__(self, query_features: int, support_features: int, out_features: int, *, rngs: nnx.Rngs):
@@ -112,16 +117,16 @@ class CrossConv(nnx.Module):
         self.conv = Conv2d(query_features + support_features, out_features, 3, rngs=rngs)
 
     def __call__(self, query_parts, support_parts, dtype=jnp.float32) -> jax.Array:
-        """``query_parts``: arrays ``(B, H, W, *)``; ``support_parts``: ``(B|1, S, H, W, *)``.
+        """``query_parts``: arrays ``(B, H, W, *)``; ``support_parts``: ``(S, B|1, H, W, *)``.
 
-        Returns the pair interactions ``(B, S, H, W, out)``.
+        Returns the pair interactions ``(S, B, H, W, out)``. The support axis leads so that vmapping over it folds
+        into the conv's batch without a transpose, and the query half broadcasts against it as is.
         """
         kernel = self.conv.kernel[...].astype(dtype)
-        query_half = conv_parts(query_parts, kernel[:, :, : self.query_features])
-        query_half = query_half + self.conv.bias[...].astype(dtype)
-        support_kernel = kernel[:, :, self.query_features :]
-        support_half = jax.vmap(lambda *v: conv_parts(v, support_kernel), in_axes=1, out_axes=1)(*support_parts)
-        return query_half[:, None] + support_half
+        query_kernel, support_kernel = kernel[:, :, : self.query_features], kernel[:, :, self.query_features :]
+        query_half = conv_parts(query_parts, query_kernel) + self.conv.bias[...].astype(dtype)
+        support_half = jax.vmap(lambda *v: conv_parts(v, support_kernel))(*support_parts)
+        return query_half + support_half
 
 
 class CrossBlock(nnx.Module):
@@ -145,7 +150,7 @@ class CrossBlock(nnx.Module):
 
     def __call__(self, query_parts, support_parts, dtype=jnp.float32):
         interaction = self.cross(query_parts, support_parts, dtype)
-        query = jax.nn.leaky_relu(self.target(jnp.mean(interaction, axis=1), dtype), LEAKY_SLOPE)
+        query = jax.nn.leaky_relu(self.target(jnp.mean(interaction, axis=0), dtype), LEAKY_SLOPE)
         if not self.support_output:
             return query, None
         support = jax.nn.leaky_relu(self.support(interaction, dtype), LEAKY_SLOPE)
@@ -159,17 +164,27 @@ def max_pool2(x: jax.Array) -> jax.Array:
 
 
 def _upsample_axis(x: jax.Array, axis: int) -> jax.Array:
-    """x2 linear upsampling along ``axis`` with align_corners=True (torch ``UpsamplingBilinear2d``)."""
+    """x2 linear upsampling along ``axis`` with align_corners=True (torch ``UpsamplingBilinear2d``).
+
+    Source position of output i is i (n-1)/(2n-1). Output 2k lies between inputs k-1 and k with weight
+    k/(2n-1) on k-1; output 2k+1 lies between k and k+1 with weight (n-1-k)/(2n-1) on k+1. Written with shifted
+    copies and an interleave (no gather), so XLA fuses it into one pass.
+    """
     n = x.shape[axis]
     if n == 1:
         return jnp.repeat(x, 2, axis=axis)
-    src = np.arange(2 * n, dtype=np.float64) * (n - 1) / (2 * n - 1)
-    lo = np.minimum(np.floor(src).astype(np.int32), n - 2)
-    frac = (src - lo).astype(np.float32)
+    k = np.arange(n)
     shape = [1] * x.ndim
-    shape[axis] = 2 * n
-    frac = jnp.asarray(frac, x.dtype).reshape(shape)
-    return jnp.take(x, lo, axis=axis) * (1 - frac) + jnp.take(x, lo + 1, axis=axis) * frac
+    shape[axis] = n
+    to_prev = jnp.asarray(k / (2 * n - 1), x.dtype).reshape(shape)
+    to_next = jnp.asarray((n - 1 - k) / (2 * n - 1), x.dtype).reshape(shape)
+    first, last = jax.lax.slice_in_dim(x, 0, 1, axis=axis), jax.lax.slice_in_dim(x, n - 1, n, axis=axis)
+    prev = jnp.concatenate([first, jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis)
+    following = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis), last], axis)
+    even = x + to_prev * (prev - x)
+    odd = x + to_next * (following - x)
+    out = jnp.stack([even, odd], axis=axis + 1)
+    return out.reshape(x.shape[:axis] + (2 * n,) + x.shape[axis + 1 :])
 
 
 def upsample2(x: jax.Array) -> jax.Array:
@@ -219,10 +234,14 @@ class UniverSeg(nnx.Module):
         validate_inputs(query, support_images, support_labels, self.levels)
         dtype = self.dtype
         query = jnp.asarray(query, dtype)
+        # Inside, support features are (S, B, H, W, C): see CrossConv.
         support = jnp.concatenate([jnp.asarray(support_images, dtype), jnp.asarray(support_labels, dtype)], -1)
+        support = jnp.swapaxes(support, 0, 1)
 
         q_parts, s_parts, skips = (query,), (support,), []
         for i, block in enumerate(self.enc_blocks):
+            if not block.support_output:
+                s_parts = tuple(map(support_mean, s_parts))
             q, s = block(q_parts, s_parts, dtype)
             if i == self.levels - 1:
                 break
@@ -230,8 +249,19 @@ class UniverSeg(nnx.Module):
             q_parts, s_parts = (max_pool2(q),), (max_pool2(s),)
         for block in self.dec_blocks:
             q_skip, s_skip = skips.pop()
+            if not block.support_output:
+                s, s_skip = support_mean(s), support_mean(s_skip)
             q, s = block((upsample2(q), q_skip), (upsample2(s), s_skip), dtype)
         return self.out_conv(q, dtype).astype(jnp.float32)
+
+
+def support_mean(support: jax.Array) -> jax.Array:
+    """Average over the support axis, kept as a support of one.
+
+    The last block needs only the support mean of its pair interactions; the cross-conv and the upsampling are
+    linear, so averaging their inputs first gives the same result with one conv instead of S.
+    """
+    return jnp.mean(support, axis=0, keepdims=True)
 
 
 def _concrete(x) -> bool:
