@@ -236,3 +236,10 @@ def test_paths_are_not_left_half_written_when_saving_fails(tmp_path, monkeypatch
         weights.save(small_model(1), target)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    path = weights.save(small_model(), tmp_path / "model.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -27,6 +26,7 @@ from flax import nnx
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from universeg_jax.files import atomic_path
 from universeg_jax.model import V1_ENCODER_BLOCKS, UniverSeg
 
 FORMAT_NAME = "universeg-jax"
@@ -238,13 +238,6 @@ def _torch_shape(param: nnx.Param) -> tuple:
 # The project's own format.
 
 
-def _atomic_target(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def save(model: UniverSeg, path) -> Path:
     """Save parameters and architecture to one safetensors file, atomically (temporary file, then rename)."""
     path = Path(path)
@@ -257,12 +250,8 @@ def save(model: UniverSeg, path) -> Path:
         "encoder_blocks": json.dumps(_spec(model.encoder_blocks)),
         "decoder_blocks": json.dumps(_spec(model.decoder_blocks)),
     }
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -341,8 +330,7 @@ def _download(url: str, target: Path, timeout: float) -> None:
     """Stream ``url`` to ``target`` through a temporary file so a broken transfer leaves nothing behind."""
     from tqdm.auto import tqdm
 
-    tmp = _atomic_target(target)
-    try:
+    with atomic_path(target) as tmp:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=None) as bar:
@@ -351,9 +339,6 @@ def _download(url: str, target: Path, timeout: float) -> None:
                     bar.update(len(chunk))
         if total is not None and tmp.stat().st_size != total:
             raise OSError(f"incomplete download: {tmp.stat().st_size} of {total} bytes")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def pretrained(name: str = "v1", *, url: str | None = None, timeout: float = 60.0, dtype=jnp.float32) -> UniverSeg:
