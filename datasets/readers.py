@@ -1,0 +1,69 @@
+"""Read raw image and volume files with errors that name the file (raw datasets are often incomplete)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import tifffile
+from PIL import Image
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+# Palette, bilevel and grey+alpha images become grey levels; other colour spaces become RGB.
+TO_GRAY_MODES = ("P", "PA", "1", "LA")
+TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def require_file(path: Path, what: str) -> Path:
+    """``path`` if it is a file, else FileNotFoundError saying which ``what`` is missing."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A 2D image file (PNG, JPEG, BMP, GIF, PPM, TIFF, optionally gzipped) as an array ``(H,W)`` or ``(H,W,C)``."""
+    path = require_file(Path(path), "image file")
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        stem = path.name[:-3] if path.suffix == ".gz" else path.name
+        if stem.lower().endswith(TIFF_SUFFIXES):
+            array = tifffile.imread(io.BytesIO(data))
+        else:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.mode in TO_GRAY_MODES:
+                    image = image.convert("L")
+                elif image.mode in TO_RGB_MODES:
+                    image = image.convert("RGB")
+                array = np.asarray(image)
+    except Exception as err:
+        raise ValueError(f"cannot read image file {path}: {err}") from err
+    array = np.squeeze(array)
+    if array.ndim not in (2, 3) or array.size == 0:
+        raise ValueError(f"image file {path} has shape {array.shape}; expected (H, W) or (H, W, C)")
+    return array
+
+
+def read_volume(path: Path) -> np.ndarray:
+    """A NIfTI volume, reoriented to the closest canonical (RAS) axes, as float32 ``(X,Y,Z)`` or ``(X,Y,Z,C)``.
+
+    Canonical orientation makes "axis 0/1/2" mean sagittal/coronal/axial for every source.
+    """
+    path = require_file(Path(path), "NIfTI file")
+    try:
+        volume = nib.as_closest_canonical(nib.load(path))
+        array = np.asarray(volume.dataobj, dtype=np.float32)
+    except Exception as err:
+        raise ValueError(f"cannot read NIfTI file {path}: {err}") from err
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (3, 4):
+        raise ValueError(f"NIfTI file {path} has shape {array.shape}; expected a 3D volume (X, Y, Z[, C])")
+    if not np.isfinite(array).all():
+        raise ValueError(f"NIfTI file {path} contains NaN or inf values")
+    return array

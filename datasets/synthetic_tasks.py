@@ -1,0 +1,128 @@
+"""Seeded synthetic segmentation tasks (SynthMorph-like), so that training never runs out of tasks.
+
+A *draw* is one random generative model: ``labels_per_draw`` smooth random fields whose argmax is a
+label map, a mean intensity and a texture per label. Every subject of a draw deforms the draw's fields
+with its own smooth random warp and renders an image (per-label intensity + texture, blur, noise).
+A task is one label of one draw; its examples are that label in every subject. Everything comes from
+``numpy.random.default_rng((seed, draw[, subject]))``, so a (seed, draw, subject) always gives the same
+data, whatever else is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+from universeg_datasets import base, standardize
+
+DATASET = "synthetic_tasks"
+MODALITY = "synthetic"
+
+
+@dataclasses.dataclass(eq=False)
+class SyntheticConfig(base.TaskConfig):
+    """``num_tasks`` = draws x ``labels_per_draw``; ``subjects`` examples per task; ``seed`` for everything."""
+
+    num_tasks: int = 48
+    subjects: int = 72  # training samples support_size + 1 different subjects per episode (64 + 1 in the paper)
+    labels_per_draw: int = 8
+    seed: int = 0
+
+
+class SyntheticTasks(base.TaskBuilder):
+    """Synthetic binary tasks from random smooth label maps with per-label intensities, textures and noise.
+    Task ids ``synthetic_tasks/synthetic/d<draw>_l<label>/0``; subjects ``s<index>``."""
+
+    BUILDER_CONFIGS = base.size_configs(SyntheticConfig) + base.size_configs(
+        SyntheticConfig, "tasks1000", num_tasks=1000
+    )
+
+    def _generate_examples(self, dl_manager):
+        config = self.builder_config
+        if config.num_tasks < 1 or config.subjects < 1 or config.labels_per_draw < 2:
+            raise ValueError(
+                f"need num_tasks >= 1, subjects >= 1 and labels_per_draw >= 2, got {config.num_tasks}, "
+                f"{config.subjects} and {config.labels_per_draw}"
+            )
+        draws = -(-config.num_tasks // config.labels_per_draw)
+        for draw in range(draws):
+            labels_here = min(config.labels_per_draw, config.num_tasks - draw * config.labels_per_draw)
+            model = DrawModel.sample(config.seed, draw, config.labels_per_draw, config.size)
+            labels = {f"d{draw:04d}_l{label}": label for label in range(labels_here)}
+            for subject in range(config.subjects):
+                image, label_map = model.render(subject)
+                view = standardize.View(image, label_map)
+                yield from standardize.view_examples(
+                    view, labels, dataset=DATASET, modality=MODALITY, subject=f"s{subject:04d}", size=config.size
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class DrawModel:
+    """The random generative model of one draw."""
+
+    seed: int
+    draw: int
+    fields: np.ndarray  # (labels, size, size) smooth random fields; argmax = label map
+    means: np.ndarray  # (labels,) mean intensity per label
+    texture_scales: np.ndarray  # (labels,) texture smoothing per label, in pixels
+    texture_strengths: np.ndarray  # (labels,)
+
+    @classmethod
+    def sample(cls, seed: int, draw: int, labels: int, size: int) -> "DrawModel":
+        rng = np.random.default_rng((seed, draw))
+        smoothness = rng.uniform(0.04, 0.12) * size  # larger -> fewer, bigger blobs
+        fields = np.stack([smooth_noise(rng, size, smoothness) for _ in range(labels)])
+        ensure_every_label(rng, fields, smoothness)
+        return cls(
+            seed,
+            draw,
+            fields,
+            means=rng.uniform(0.0, 1.0, labels),
+            texture_scales=rng.uniform(0.5, 4.0, labels),
+            texture_strengths=rng.uniform(0.0, 0.15, labels),
+        )
+
+    def render(self, subject: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image float32 (H,W), label map int32 (H,W)) of one subject."""
+        rng = np.random.default_rng((self.seed, self.draw, subject + 1))
+        labels, size = self.fields.shape[0], self.fields.shape[1]
+        warped = warp(self.fields, random_displacement(rng, size, rng.uniform(0.0, 0.08) * size))
+        label_map = np.argmax(warped, axis=0).astype(np.int32)
+        intensities = np.clip(self.means + rng.normal(0.0, 0.05, labels), 0.0, 1.0)
+        image = intensities[label_map]
+        for label in range(labels):
+            texture = ndimage.gaussian_filter(rng.normal(size=(size, size)), self.texture_scales[label])
+            texture /= max(texture.std(), 1e-6)
+            image = image + (label_map == label) * self.texture_strengths[label] * texture
+        image = ndimage.gaussian_filter(image, rng.uniform(0.0, 1.0))
+        image = image + rng.normal(0.0, rng.uniform(0.0, 0.05), image.shape)
+        return image.astype(np.float32), label_map
+
+
+def smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed white noise with unit standard deviation."""
+    field = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
+    return field / max(field.std(), 1e-6)
+
+
+def ensure_every_label(rng: np.random.Generator, fields: np.ndarray, radius: float) -> None:
+    """Add a bump to the field of every label that wins nowhere, so that every task has examples."""
+    size = fields.shape[1]
+    rows, cols = np.indices((size, size))
+    for label in sorted(set(range(len(fields))) - set(np.unique(np.argmax(fields, axis=0)).tolist())):
+        row, col = rng.uniform(0, size, 2)
+        fields[label] += 6.0 * np.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * radius**2))
+
+
+def random_displacement(rng: np.random.Generator, size: int, amplitude: float) -> np.ndarray:
+    """(2, size, size) smooth displacement field with a maximum of about ``amplitude`` pixels."""
+    return np.stack([smooth_noise(rng, size, size / 8) for _ in range(2)]) * amplitude / 3.0
+
+
+def warp(fields: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """Every (H,W) field of ``fields`` resampled at grid + ``displacement`` (linear, edges repeated)."""
+    grid = np.indices(fields.shape[1:], dtype=np.float64) + displacement
+    return np.stack([ndimage.map_coordinates(field, grid, order=1, mode="nearest") for field in fields])

