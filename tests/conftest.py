@@ -66,3 +66,20 @@ class FakeTaskStore:
         view._images, view._labels, view._meta = self._images, self._labels, self._meta
         view.tasks = [t for t in self.tasks if (datasets is None or t.dataset in datasets) and t.dataset not in exclude]
         return view
+
+
+def tiny_config(**changes):
+    """The ``:cpu`` preset shrunk for tests (model (8, 8), 32x32, support 3); ``changes`` maps "section.field"
+    to a value."""
+    from configs.base import get_config
+
+    config = get_config("cpu")
+    config.model.encoder_blocks = (8, 8)
+    config.data.size = 32
+    config.data.support_size = 3
+    config.data.num_workers = 0
+    config.train.eval_every = 0
+    for path, value in changes.items():
+        section, field = path.split(".")
+        config[section][field] = value
+    return config

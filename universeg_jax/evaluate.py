@@ -1,0 +1,534 @@
+"""Evaluation harness: Dice on held-out tasks for UniverSeg and the classical baselines, on the same draws.
+
+    report = evaluate(model, held_out_store, config)   # Python
+    run(config, workdir)                                # main's ``evaluate`` mode: JSON + CSV + PNG in workdir
+
+How a task is evaluated (``config`` is ``configs/evaluate.py``):
+
+* Draw ``d`` of a task (``d < config.draws``) splits its examples by subject, seeded by
+  ``(config.seed, task id, d)``: whole subjects become queries (at most ``config.max_queries`` query examples,
+  fewer when the task is small so that the largest support size still fits) and the remaining subjects form the
+  support pool. So a query is never in its own support set and no support example shares a subject with a query.
+  A task with a single subject id falls back to splitting by example.
+* Support sets are prefixes of seeded permutations of the pool: the support of size N in draw d is the first N of
+  permutation 0 (so the size sweep is nested: the support of size 2 contains that of size 1), and ensemble member
+  j uses permutation j. Size N is evaluated on a task only if its pool holds N examples.
+* Ensembling with K members averages the probabilities of K support sets of ``config.ensemble_support_size``.
+* Every method (model and baselines) sees exactly the same queries and support sets; the prediction is
+  ``probability >= config.threshold`` and Dice (``universeg_jax.metrics``; both empty -> 1.0) is averaged over the
+  draw's queries. Spread is reported over draws and over tasks.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from universeg_jax import baselines, metrics
+from universeg_jax.files import atomic_path
+from universeg_jax.model import UniverSeg
+
+MODEL_NAME = "universeg"
+QUALITATIVE_SUPPORT = 3  # support pairs shown per task in the qualitative grid
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The model as a predictor.
+
+
+class ModelPredictor:
+    """A UniverSeg model behind the predictor interface of ``universeg_jax.baselines``.
+
+    All queries of a call share one support set (support batch 1). Queries go through in chunks of at most
+    ``batch_size`` and at most ``max_pairs // S`` (memory grows with queries x support size), padded to a power of
+    two, so each support size compiles a handful of shapes at most.
+    """
+
+    def __init__(self, model: UniverSeg, *, batch_size: int = 8, max_pairs: int = 64, name: str = MODEL_NAME):
+        if not isinstance(model, UniverSeg):
+            raise TypeError(f"model must be a UniverSeg, got {type(model).__name__}")
+        for arg, value in (("batch_size", batch_size), ("max_pairs", max_pairs)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+        self.name, self.batch_size, self.max_pairs, self.levels = name, int(batch_size), int(max_pairs), model.levels
+        graphdef, self._params = nnx.split(model)
+
+        def probabilities(params, queries, support_images, support_labels):
+            logits = nnx.merge(graphdef, params)(queries, support_images, support_labels)
+            return jax.nn.sigmoid(logits[..., 0])
+
+        self._forward = jax.jit(probabilities)
+
+    def __call__(self, support_images, support_labels, queries) -> np.ndarray:
+        images, labels, queries = baselines.check_inputs(support_images, support_labels, queries)
+        factor = 2 ** (self.levels - 1)
+        if images.shape[1] % factor or images.shape[2] % factor:
+            raise ValueError(f"image size {images.shape[1:3]} must be a multiple of {factor} for this model")
+        step = max(1, min(self.batch_size, self.max_pairs // len(images)))
+        images, labels = jnp.asarray(images[None]), jnp.asarray(labels[None])
+        out = []
+        for start in range(0, len(queries), step):
+            chunk = queries[start : start + step]
+            padded = min(step, 1 << (len(chunk) - 1).bit_length())
+            chunk = np.concatenate([chunk, np.zeros((padded - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+            out.append(np.asarray(self._forward(self._params, jnp.asarray(chunk), images, labels)))
+        return np.concatenate(out)[: len(queries)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Draws: which examples are queries and which are support, per task and draw.
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+    """One random split of a task. Indices are store indices (as in ``Task.examples``)."""
+
+    task: str
+    draw: int
+    queries: tuple[int, ...]
+    pool: tuple[int, ...]  # support candidates: examples of subjects with no query
+    orders: tuple[tuple[int, ...], ...]  # permutations of the pool; support j of size N is orders[j][:N]
+
+    def support(self, size: int, member: int = 0) -> tuple[int, ...]:
+        if size > len(self.pool):
+            raise ValueError(f"task {self.task}: support size {size} exceeds the pool of {len(self.pool)} examples")
+        return self.orders[member][:size]
+
+
+def subject_groups(task) -> list[list[int]]:
+    """The task's examples grouped by subject (order of first appearance); one group per example when the task
+    has a single subject id (nothing to separate then)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for example, subject in zip(task.examples, task.subjects):
+        groups[subject].append(int(example))
+    if len(groups) < 2:
+        return [[int(e)] for e in task.examples]
+    return list(groups.values())
+
+
+def make_draw(task, draw: int, *, seed: int, max_queries: int, support_sizes: Sequence[int], members: int) -> Draw:
+    """Split ``task`` into queries and a support pool by subject, reproducibly from ``(seed, task.id, draw)``.
+
+    Query subjects are taken until there are ``min(max_queries, examples - largest)`` queries (at least one),
+    where ``largest`` is the largest of ``support_sizes`` smaller than the task; never the last subject. A subject
+    that overshoots ``max_queries`` gives a seeded subset of its examples (its other examples are then used
+    nowhere, since they share its subject). ``members``: how many support orders (ensemble members) to draw.
+    """
+    if len(task.examples) < 2:
+        raise ValueError(f"task {task.id} has {len(task.examples)} example(s); evaluation needs at least 2")
+    rng = np.random.default_rng([seed, zlib.crc32(task.id.encode()), draw])
+    groups = subject_groups(task)
+    order = rng.permutation(len(groups))
+    largest = max([n for n in support_sizes if n < len(task.examples)], default=1)
+    wanted = max(1, min(max_queries, len(task.examples) - largest))
+    queries, taken = [], 0
+    while len(queries) < wanted and taken < len(groups) - 1:
+        queries.extend(groups[order[taken]])
+        taken += 1
+    if len(queries) > max_queries:
+        queries = rng.choice(queries, max_queries, replace=False).tolist()
+    pool = [e for g in order[taken:] for e in groups[g]]
+    orders = tuple(tuple(int(e) for e in rng.permutation(pool)) for _ in range(members))
+    return Draw(task.id, draw, tuple(sorted(int(q) for q in queries)), tuple(pool), orders)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running the methods.
+
+
+@dataclasses.dataclass
+class Report:
+    """What ``evaluate`` returns. ``rows``: one per (experiment, method, task, draw, support size, K) with the
+    draw's mean Dice; ``summary``: aggregates per task, per dataset and over all tasks (see ``summarize``);
+    ``qualitative``: arrays for the qualitative figure (not written to JSON)."""
+
+    config: dict
+    methods: list[str]
+    tasks: list[dict]
+    rows: list[dict]
+    summary: list[dict]
+    timing: dict
+    qualitative: list[dict] = dataclasses.field(repr=False)
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "qualitative"}
+
+    def summary_row(self, method: str, support_size: int, *, ensemble: int = 1, scope: str = "all",
+                    name: str = "all") -> dict:
+        """The summary row of ``method`` at this support size (and ensemble size K; K > 1 means the ensemble
+        experiment), over all tasks by default or for ``scope='task'|'dataset'`` and its ``name``."""
+        experiment = "support_size" if ensemble == 1 else "ensemble"
+        key = (scope, name, experiment, method, support_size, ensemble)
+        for row in self.summary:
+            if (row["scope"], row["name"], row["experiment"], row["method"], row["support_size"],
+                    row["ensemble"]) == key:
+                return row
+        raise KeyError(f"no summary row for scope={scope!r} name={name!r} method={method!r} "
+                       f"support_size={support_size} ensemble={ensemble}")
+
+
+def config_dict(config) -> dict:
+    """Plain JSON-able copy of a ConfigDict (or mapping)."""
+    items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items.items()}
+
+
+def _ints(config, field: str) -> list[int]:
+    values = getattr(config, field)
+    if isinstance(values, (int, np.integer)):
+        values = [values]
+    values = list(values)
+    if not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"config.{field} must be a non-empty list of integers, got {values!r}")
+    if min(values) < 1:
+        raise ValueError(f"config.{field} must be >= 1, got {values!r}")
+    return sorted(set(int(v) for v in values))
+
+
+def _positive_int(config, field: str) -> int:
+    value = getattr(config, field)
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"config.{field} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_config(config) -> None:
+    """Fail fast, before any data is read or model run, on every config value a user can get wrong."""
+    for field in ("support_sizes", "ensemble_sizes"):
+        _ints(config, field)
+    for field in ("draws", "ensemble_support_size", "max_queries", "batch_size", "size"):
+        _positive_int(config, field)
+    if not isinstance(config.seed, (int, np.integer)) or config.seed < 0:
+        raise ValueError(f"config.seed must be a non-negative integer, got {config.seed!r}")
+    if not isinstance(config.qualitative_tasks, (int, np.integer)) or config.qualitative_tasks < 0:
+        raise ValueError(f"config.qualitative_tasks must be a non-negative integer, got {config.qualitative_tasks!r}")
+    if not 0 < config.threshold < 1:
+        raise ValueError(f"config.threshold must be strictly between 0 and 1, got {config.threshold!r}")
+    unknown = [b for b in config.baselines if b not in baselines.BASELINES]
+    if isinstance(config.baselines, str) or unknown:
+        raise ValueError(f"config.baselines: unknown baseline(s) {unknown or config.baselines!r}; "
+                         f"known baselines: {', '.join(baselines.BASELINES)}")
+    if isinstance(config.datasets, str) or not config.datasets or not all(isinstance(d, str) for d in config.datasets):
+        raise ValueError(f"config.datasets must be a non-empty list of dataset names, got {config.datasets!r}")
+    if not isinstance(config.weights, str) or not config.weights:
+        raise ValueError(f"config.weights must be 'default', 'v1', 'none' or a path, got {config.weights!r}")
+    if not isinstance(config.output, str) or not config.output:
+        raise ValueError(f"config.output must be a directory name or path, got {config.output!r}")
+
+
+def _load_task(store, task) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for index in task.examples:
+        example = store[int(index)]
+        out[int(index)] = (np.asarray(example["image"], np.float32), np.asarray(example["label"], np.float32))
+    shapes = {image.shape for image, _ in out.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"task {task.id}: examples have different shapes {sorted(shapes)}; standardise the store")
+    return out
+
+
+def evaluate(predictor_or_model, store, config) -> Report:
+    """Evaluate a model (or any predictor, or ``None`` for baselines only) and ``config.baselines`` on every task
+    of ``store`` (already the held-out tasks). See the module docstring for the protocol."""
+    check_config(config)
+    if isinstance(predictor_or_model, UniverSeg):
+        predictor_or_model = ModelPredictor(predictor_or_model, batch_size=config.batch_size)
+    methods = ([predictor_or_model] if predictor_or_model is not None else [])
+    methods += [baselines.make_baseline(b) for b in config.baselines]
+    if not methods:
+        raise ValueError("nothing to evaluate: no model and config.baselines is empty")
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"predictor names must be unique, got {names}")
+    if not store.tasks:
+        raise ValueError("the store has no tasks to evaluate")
+
+    sizes, ks = _ints(config, "support_sizes"), _ints(config, "ensemble_sizes")
+    ensemble_size = int(config.ensemble_support_size)
+    rows, task_info, qualitative = [], [], []
+    seconds = defaultdict(float)
+    start = time.perf_counter()
+    for t, task in enumerate(store.tasks):
+        data = _load_task(store, task)
+        info = {"id": task.id, "dataset": task.dataset, "examples": len(task.examples),
+                "subjects": len(set(task.subjects)), "support_sizes": set(), "ensemble": False, "queries": []}
+        for d in range(config.draws):
+            draw = make_draw(task, d, seed=int(config.seed), max_queries=int(config.max_queries),
+                             support_sizes=sizes + [ensemble_size], members=max(ks))
+            info["queries"].append(len(draw.queries))
+            episode = _Episode(data, draw)
+            evaluated = [n for n in sizes if n <= len(draw.pool)]
+            ensemble = ensemble_size if ensemble_size <= len(draw.pool) else None
+            info["support_sizes"].update(evaluated)
+            info["ensemble"] = info["ensemble"] or ensemble is not None
+            for method in methods:
+                tic = time.perf_counter()
+                predictions = _Predictions(method, episode)
+                common = {"method": method.name, "task": task.id, "dataset": task.dataset, "draw": d,
+                          "queries": len(draw.queries)}
+                scores = _score(predictions, episode, evaluated, ensemble, ks, config.threshold)
+                rows += [{**common, **score} for score in scores]
+                if d == 0 and evaluated and t < config.qualitative_tasks:
+                    _add_qualitative(qualitative, task, episode, method.name, predictions(evaluated[-1], 0),
+                                     evaluated[-1], config.threshold)
+                seconds[method.name] += time.perf_counter() - tic
+        info["support_sizes"] = sorted(info["support_sizes"])
+        task_info.append(info)
+        logging.info("evaluated task %s (%d/%d)", task.id, t + 1, len(store.tasks))
+    if not rows:
+        raise ValueError(f"no task has enough examples for support sizes {sizes}: a support of size N needs N "
+                         "examples from subjects other than the queries'")
+    timing = {"total_seconds": time.perf_counter() - start, "method_seconds": dict(seconds)}
+    return Report(config_dict(config), names, task_info, rows, summarize(rows), timing, qualitative)
+
+
+def _score(predictions, episode, sizes: list[int], ensemble_size: int | None, ks: list[int], threshold) -> list:
+    """Mean Dice of one method on one draw: at each support size, then for each ensemble size K (if any)."""
+    scores = [{"experiment": "support_size", "support_size": n, "ensemble": 1,
+               "dice": episode.mean_dice(predictions(n, 0), threshold)} for n in sizes]
+    if ensemble_size is not None:
+        total = 0.0
+        for k in range(1, max(ks) + 1):
+            total = total + predictions(ensemble_size, k - 1)
+            if k in ks:
+                scores.append({"experiment": "ensemble", "support_size": ensemble_size, "ensemble": k,
+                               "dice": episode.mean_dice(total / k, threshold)})
+    return scores
+
+
+class _Episode:
+    """Arrays of one draw: its queries and truths, and support sets on demand."""
+
+    def __init__(self, data: dict, draw: Draw):
+        self.data, self.draw = data, draw
+        self.queries = np.stack([data[q][0] for q in draw.queries])
+        self.truth = np.stack([data[q][1][..., 0] > 0.5 for q in draw.queries])
+
+    def support(self, size: int, member: int) -> tuple[np.ndarray, np.ndarray]:
+        indices = self.draw.support(size, member)
+        return (np.stack([self.data[i][0] for i in indices]), np.stack([self.data[i][1] for i in indices]))
+
+    def mean_dice(self, probabilities: np.ndarray, threshold: float) -> float:
+        """Dice of the thresholded prediction, averaged over the draw's queries."""
+        return float(metrics.dice(metrics.binarize(probabilities, threshold), self.truth).mean())
+
+
+class _Predictions:
+    """One method's probabilities for the queries of an episode, per (support size, ensemble member), computed once."""
+
+    def __init__(self, method, episode: _Episode):
+        self.method, self.episode, self.cache = method, episode, {}
+
+    def __call__(self, size: int, member: int) -> np.ndarray:
+        if (size, member) not in self.cache:
+            self.cache[size, member] = self.method(*self.episode.support(size, member), self.episode.queries)
+        return self.cache[size, member]
+
+
+def _add_qualitative(qualitative: list, task, episode: _Episode, method: str, probabilities, size, threshold):
+    """First query of draw 0 at the task's largest evaluated support size: one figure row per task."""
+    if not qualitative or qualitative[-1]["task"] != task.id:
+        images, labels = episode.support(size, 0)
+        qualitative.append({"task": task.id, "support_size": size,
+                            "support_images": images[:QUALITATIVE_SUPPORT, ..., 0],
+                            "support_labels": labels[:QUALITATIVE_SUPPORT, ..., 0],
+                            "query": episode.queries[0, ..., 0], "truth": episode.truth[0], "predictions": {}})
+    mask = metrics.binarize(probabilities[0], threshold)
+    qualitative[-1]["predictions"][method] = (mask, float(metrics.dice(mask, episode.truth[0])))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Aggregation.
+
+SETTING = ("experiment", "method", "support_size", "ensemble")
+
+
+def summarize(rows: Sequence[dict]) -> list[dict]:
+    """Mean Dice with spread per task, per dataset and over all tasks, for each (experiment, method, N, K).
+
+    ``dice_std_draws``: for a task, the std of its per-draw Dice; for a group of tasks, the std over draws of the
+    group's per-draw mean. ``dice_std_tasks``: the std of the per-task means (0 for a single task). Groups average
+    tasks with equal weight; at large support sizes only the tasks big enough take part (``tasks`` counts them).
+    """
+    per_task = defaultdict(lambda: defaultdict(list))  # (setting, task, dataset) -> draw -> dice
+    for row in rows:
+        per_task[tuple(row[k] for k in SETTING), row["task"], row["dataset"]][row["draw"]].append(row["dice"])
+    groups = defaultdict(list)  # (setting, scope, name) -> [draw -> dice of one task]
+    for (setting, task, dataset), draws in per_task.items():
+        by_draw = {d: float(np.mean(v)) for d, v in draws.items()}
+        for scope, name in (("task", task), ("dataset", dataset), ("all", "all")):
+            groups[setting, scope, name].append(by_draw)
+    summary = []
+    for (setting, scope, name), tasks in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        task_means = [np.mean(list(t.values())) for t in tasks]
+        draws = sorted(set().union(*tasks))
+        draw_means = [np.mean([t[d] for t in tasks if d in t]) for d in draws]
+        mean, std_tasks = metrics.mean_std(task_means)
+        summary.append({"scope": scope, "name": name, **dict(zip(SETTING, setting)), "dice_mean": mean,
+                        "dice_std_draws": metrics.mean_std(draw_means)[1], "dice_std_tasks": std_tasks,
+                        "tasks": len(tasks), "draws": len(draws)})
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files: JSON, CSV and figures, each written atomically.
+
+
+def write_atomic(path: Path, write: Callable[[io.IOBase], None], *, binary: bool = False) -> None:
+    """Write through a temporary file in the same directory, then rename: readers never see half a file."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
+            write(f)
+
+
+def _write_csv(path: Path, rows: Sequence[dict]) -> None:
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomic(path, write)
+
+
+def write_report(report: Report, directory) -> dict[str, Path]:
+    """``report.json`` (everything but arrays), ``results.csv`` (per draw), ``summary.csv`` and the PNG figures."""
+    directory = Path(directory)
+    paths = {name: directory / name for name in
+             ("report.json", "results.csv", "summary.csv", "dice_vs_support_size.png", "dice_vs_ensemble.png",
+              "qualitative.png")}
+    write_atomic(paths["report.json"], lambda f: json.dump(report.to_json(), f, indent=1))
+    _write_csv(paths["results.csv"], report.rows)
+    _write_csv(paths["summary.csv"], report.summary)
+    for experiment, x, name in (("support_size", "support_size", "dice_vs_support_size.png"),
+                                ("ensemble", "ensemble", "dice_vs_ensemble.png")):
+        figure = curves_figure(report, experiment, x)
+        write_atomic(paths[name], lambda f, fig=figure: fig.savefig(f, format="png", dpi=110), binary=True)
+    if report.qualitative:
+        figure = qualitative_figure(report)
+        write_atomic(paths["qualitative.png"], lambda f: figure.savefig(f, format="png", dpi=90), binary=True)
+    else:
+        del paths["qualitative.png"]
+    return paths
+
+
+def curves_figure(report: Report, experiment: str, x: str):
+    """Mean Dice against ``x`` per method, one panel for all tasks and one per dataset; bands are +- the std
+    over support draws; hollow markers are means over only some of the panel's tasks (the others are too small
+    for that support size)."""
+    from matplotlib.figure import Figure
+
+    panels = [("all", "all")] + sorted({("dataset", t["dataset"]) for t in report.tasks})
+    figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (scope, name) in zip(axes, panels):
+        n_tasks = sum(1 for t in report.tasks if scope == "all" or t["dataset"] == name)
+        for method in report.methods:
+            wanted = (scope, name, experiment, method)
+            points = sorted((r[x], r["dice_mean"], r["dice_std_draws"], r["tasks"]) for r in report.summary
+                            if (r["scope"], r["name"], r["experiment"], r["method"]) == wanted)
+            if not points:
+                continue
+            xs, mean, std, tasks = (np.array(v, float) for v in zip(*points))
+            (line,) = ax.plot(xs, mean, marker="o", label=method)
+            ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+            partial = tasks < n_tasks
+            ax.plot(xs[partial], mean[partial], "o", markerfacecolor="white", color=line.get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        title = "all held-out tasks" if scope == "all" else name
+        ax.set_title(f"{title}: {n_tasks} task{'s' * (n_tasks > 1)} (hollow = fewer)", fontsize=9)
+        ax.set_xlabel("support size N" if x == "support_size" else
+                      f"ensemble members K (support size {report.config['ensemble_support_size']})")
+        ax.set_ylabel("Dice (mean over tasks)")
+    axes[0].legend(fontsize="small")
+    return figure
+
+
+def qualitative_figure(report: Report):
+    """Per task: support pairs (label outlined), query, truth, then each method's prediction with its Dice."""
+    from matplotlib.figure import Figure
+
+    rows = report.qualitative
+    n_support = max(len(q["support_images"]) for q in rows)
+    columns = n_support + 2 + len(report.methods)
+    figure = Figure(figsize=(1.6 * columns, 1.8 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), columns, squeeze=False)
+    for r, q in enumerate(rows):
+        panels = [(f"support {i + 1}", q["support_images"][i], q["support_labels"][i])
+                  for i in range(len(q["support_images"]))]
+        panels += [("", None, None)] * (n_support - len(q["support_images"]))
+        panels += [("query", q["query"], None), ("truth", q["truth"], None)]
+        panels += [(f"{m}\nDice {q['predictions'][m][1]:.2f}", q["predictions"][m][0], None) for m in report.methods]
+        for ax, (title, image, outline) in zip(axes[r], panels):
+            if image is None:
+                ax.set_axis_off()
+                continue
+            ax.set_xticks([])  # keep the frame: an all-foreground mask is otherwise invisible
+            ax.set_yticks([])
+            ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if outline is not None and outline.max() > outline.min():
+                ax.contour(outline, levels=[0.5], colors="red", linewidths=0.6)
+            ax.set_title(title, fontsize=7)
+        axes[r][0].text(-0.1, 0.5, f"{q['task']}\nN={q['support_size']}", transform=axes[r][0].transAxes,
+                        fontsize=7, ha="right", va="center")
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# main's ``evaluate`` mode.
+
+
+def select_datasets(store, datasets: Sequence[str]):
+    """The store restricted to ``datasets``; an unknown name is an error listing the available ones."""
+    names = [d.partition("/")[0] for d in datasets]  # 'name/config' (as open_tasks accepts) -> 'name'
+    available = sorted({t.dataset for t in store.tasks})
+    unknown = [d for d in names if d not in available]
+    if unknown:
+        raise ValueError(f"config.datasets: unknown dataset(s) {unknown}; available: {', '.join(available)}")
+    return store.select(datasets=names)
+
+
+def load_weights(name: str) -> UniverSeg | None:
+    """``'none'`` -> no model (baselines only); ``'default'`` -> the shipped model; else ``'v1'`` or a path."""
+    if name == "none":
+        return None
+    from universeg_jax.inference import load_model
+
+    return load_model(None if name == "default" else name)
+
+
+def run(config, workdir, *, store=None) -> Report:
+    """Evaluate ``config.weights`` and the baselines on ``config.datasets``; write the files into
+    ``workdir / config.output`` (an absolute ``output`` is used as is). ``store``: an already opened TaskStore
+    (default: ``open_tasks(config.datasets, config.data_dir, size=config.size)``)."""
+    check_config(config)
+    output = Path(workdir) / config.output
+    if store is None:
+        from universeg_jax.data.tasks import open_tasks
+
+        store = open_tasks(list(config.datasets), config.data_dir or None, build=True, size=config.size)
+    store = select_datasets(store, config.datasets)
+    shape = np.shape(store[store.tasks[0].examples[0]]["image"])
+    if shape != (config.size, config.size, 1):
+        raise ValueError(f"the store holds {shape} images but config.size is {config.size}: open the tasks at "
+                         "that size or change config.size")
+    model = load_weights(config.weights)
+    report = evaluate(model, store, config)
+    paths = write_report(report, output)
+    logging.info("evaluation written to %s", ", ".join(str(p) for p in paths.values()))
+    return report

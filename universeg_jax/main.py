@@ -1,0 +1,39 @@
+"""Command line for training: ``python -m universeg_jax.main --config=configs/base.py:cpu --workdir=DIR``.
+
+Flags: ``--config`` (an ml_collections config file, ``path:preset``, every field overridable as
+``--config.train.steps=100``), ``--workdir`` (local or ``gs://``), and the multi-process set-up
+(``--distributed``, ``--coordinator_address``, ``--num_processes``, ``--process_id``; see
+``universeg_jax.parallel.initialize``). Running again with the same workdir resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from universeg_jax import parallel, train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Training config file (path[:preset]).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and config.json.")
+flags.DEFINE_enum("distributed", "auto", parallel.DISTRIBUTED_MODES,
+                  "Start jax.distributed: auto (when a coordinator or a multi-process cluster is detected), on, off.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (default: $JAX_NUM_PROCESSES or auto-detected).")
+flags.DEFINE_integer("process_id", None, "This process's index (default: $JAX_PROCESS_ID or auto-detected).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax and grain narrate every save at INFO
+    parallel.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    train.train(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)

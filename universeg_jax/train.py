@@ -1,0 +1,382 @@
+"""UniverSeg training: episodes in, a jitted data-parallel step, checkpoints, metrics.
+
+Sections: config checks -> data -> model and optimizer -> step functions -> the loop (resume, log, evaluate,
+checkpoint, stop on SIGTERM). ``train(config, workdir)`` is the entry point; ``main.py`` calls it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from etils import epath
+from flax import nnx
+
+from universeg_jax import checkpoint, parallel
+from universeg_jax.data import episodes
+from universeg_jax.model import UniverSeg
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+LOSSES = ("soft_dice", "cross_entropy")
+SCHEDULES = ("constant", "cosine")
+
+
+# ---------------------------------------------------------------- config checks
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Fails fast, naming the config field, on values that would otherwise fail late or silently."""
+    positive = {
+        "train.steps": config.train.steps,
+        "train.batch_size": config.train.batch_size,
+        "data.support_size": config.data.support_size,
+        "data.size": config.data.size,
+        "train.log_every": config.train.log_every,
+        "checkpoint.every": config.checkpoint.every,
+        "checkpoint.keep_last": config.checkpoint.keep_last,
+    }
+    non_negative = {
+        "optim.warmup_steps": config.optim.warmup_steps,
+        "train.eval_every": config.train.eval_every,
+        "train.eval_episodes": config.train.eval_episodes,
+        "data.num_workers": config.data.num_workers,
+        "checkpoint.keep_every": config.checkpoint.keep_every,
+        "optim.clip_norm": config.optim.clip_norm,
+    }
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"config {name} must be positive, got {value}")
+    for name, value in non_negative.items():
+        if not value >= 0:
+            raise ValueError(f"config {name} must be >= 0, got {value}")
+    if not config.optim.lr > 0:
+        raise ValueError(f"config optim.lr must be positive, got {config.optim.lr}")
+    if not 0 <= config.optim.final_lr_ratio <= 1:
+        raise ValueError(f"config optim.final_lr_ratio must lie in [0, 1], got {config.optim.final_lr_ratio}")
+    for name, value, allowed in (
+        ("model.dtype", config.model.dtype, tuple(DTYPES)),
+        ("train.loss", config.train.loss, LOSSES),
+        ("optim.schedule", config.optim.schedule, SCHEDULES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"config {name}={value!r} is not one of {allowed}")
+    factor = 2 ** (len(config.model.encoder_blocks) - 1)
+    if config.data.size % factor:
+        raise ValueError(
+            f"config data.size={config.data.size} must be a multiple of {factor} for "
+            f"{len(config.model.encoder_blocks)} encoder blocks"
+        )
+    if config.train.eval_every and not config.data.held_out:
+        raise ValueError("config train.eval_every > 0 needs held-out datasets in data.held_out (or set eval_every=0)")
+
+
+def prepare_workdir(workdir: str) -> epath.Path:
+    """Creates ``workdir`` and checks it is writable, before any expensive work."""
+    if not workdir:
+        raise ValueError("--workdir is required")
+    path = epath.Path(workdir)
+    probe = path / f".write_test_{jax.process_index()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"workdir {workdir} is not writable: {error}") from error
+    return path
+
+
+def dataset_names(spec: str) -> tuple[str, ...]:
+    """``"a,b"`` -> ``("a", "b")``; ``"embedded"`` stands for every dataset that needs no download."""
+    names = []
+    for name in (n.strip() for n in spec.split(",") if n.strip()):
+        if name == "embedded":
+            from universeg_jax.data.tasks import EMBEDDED_DATASETS
+
+            names.extend(EMBEDDED_DATASETS)
+        else:
+            names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_stores(config: ml_collections.ConfigDict):
+    """(training store, held-out store or None) from the TFDS tasks named in the config.
+
+    ``data.datasets`` and ``data.held_out`` are opened together; held-out datasets never reach training.
+    """
+    from universeg_jax.data import tasks
+
+    held_out = dataset_names(config.data.held_out)
+    names = tuple(dict.fromkeys(dataset_names(config.data.datasets) + held_out))
+    if not set(names) - set(held_out):
+        raise ValueError(f"config data.datasets={config.data.datasets!r} leaves no dataset to train on "
+                         f"after removing data.held_out={config.data.held_out!r}")
+    known = set(tasks.EMBEDDED_DATASETS) | set(_built_datasets(config.data.data_dir, tasks))
+    unknown = sorted(n for n in names if n.partition("/")[0] not in known)  # "name/config" names a TFDS config
+    if unknown:
+        raise ValueError(
+            f"unknown datasets {unknown} in data.datasets/data.held_out: not embedded "
+            f"({', '.join(tasks.EMBEDDED_DATASETS)}) and not built in {config.data.data_dir or tasks.default_data_dir()}"
+        )
+    store = tasks.open_tasks(names, config.data.data_dir or None, size=config.data.size)
+    train_store, held_out_store = tasks.split_by_dataset(store, held_out)
+    return train_store, (held_out_store if held_out else None)
+
+
+def _built_datasets(data_dir: str, tasks) -> list[str]:
+    """Names of the datasets that have a folder in the TFDS data dir."""
+    root = epath.Path(data_dir) if data_dir else epath.Path(tasks.default_data_dir())
+    return [p.name for p in root.iterdir() if p.is_dir()] if root.exists() else []
+
+
+def episode_dataset(store, config, *, seed: int, augment: bool):
+    return episodes.episode_batches(
+        store,
+        support_size=config.data.support_size,
+        batch_size=config.train.batch_size,
+        seed=seed,
+        dataset_weights=config.data.dataset_weights,
+        task_weights=config.data.task_weights,
+        in_task=config.augment.in_task.to_dict() if augment else None,
+        task_augmentation=config.augment.task.to_dict() if augment else None,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+
+# ---------------------------------------------------------------- model, optimizer, losses
+
+
+def create_model(config: ml_collections.ConfigDict) -> UniverSeg:
+    return UniverSeg(
+        tuple(config.model.encoder_blocks),
+        tuple(config.model.decoder_blocks) or None,
+        dtype=DTYPES[config.model.dtype],
+        rngs=nnx.Rngs(config.seed),
+    )
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Linear warmup to ``optim.lr``, then constant (the paper) or cosine decay to ``lr * final_lr_ratio``."""
+    optim = config.optim
+    warmup = min(optim.warmup_steps, config.train.steps)
+    if optim.schedule == "constant":
+        after = optax.constant_schedule(optim.lr)
+    else:
+        after = optax.cosine_decay_schedule(optim.lr, max(config.train.steps - warmup, 1), optim.final_lr_ratio)
+    return optax.join_schedules([optax.linear_schedule(0.0, optim.lr, warmup), after], [warmup])
+
+
+def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+    parts = [optax.clip_by_global_norm(config.optim.clip_norm)] if config.optim.clip_norm > 0 else []
+    return optax.chain(*parts, optax.adam(schedule))
+
+
+def soft_dice_loss(logits: jax.Array, labels: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """Per-example ``1 - soft Dice`` of ``sigmoid(logits)`` against ``labels``, ``(B, H, W, 1)`` -> ``(B,)``."""
+    probs = jax.nn.sigmoid(logits)
+    overlap = jnp.sum(probs * labels, axis=(1, 2, 3))
+    total = jnp.sum(probs, axis=(1, 2, 3)) + jnp.sum(labels, axis=(1, 2, 3))
+    return 1.0 - (2.0 * overlap + eps) / (total + eps)
+
+
+def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.sigmoid_binary_cross_entropy(logits, labels).mean(axis=(1, 2, 3))
+
+
+def hard_dice(logits: jax.Array, labels: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """Per-example Dice of the thresholded prediction (an empty prediction of an empty label scores 1)."""
+    pred = (logits > 0).astype(jnp.float32)
+    overlap = jnp.sum(pred * labels, axis=(1, 2, 3))
+    total = jnp.sum(pred, axis=(1, 2, 3)) + jnp.sum(labels, axis=(1, 2, 3))
+    return (2.0 * overlap + eps) / (total + eps)
+
+
+# ---------------------------------------------------------------- step functions
+
+
+def make_steps(graphdef, tx, schedule, config, mesh):
+    """Jitted ``train_step(state, batch) -> (state, metrics)`` and ``eval_step(params, batch) -> metrics``.
+
+    The state is replicated, the batch split over the ``data`` axis; the train step donates the old state.
+    """
+    loss_of = soft_dice_loss if config.train.loss == "soft_dice" else cross_entropy_loss
+
+    def forward(params, batch):
+        model = nnx.merge(graphdef, params)
+        return model(batch["query"], batch["support_images"], batch["support_labels"])
+
+    if config.model.remat:
+        # Keep only conv outputs for the backward pass; recompute the elementwise work (activations, sums,
+        # upsampling). Per-block rematerialisation would need a hook inside the model.
+        forward = jax.checkpoint(forward, policy=jax.checkpoint_policies.dots_saveable)
+
+    def loss_fn(params, batch):
+        logits = forward(params, batch)
+        return loss_of(logits, batch["query_label"]).mean(), logits
+
+    def train_step(state, batch):
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        metrics = {
+            "loss": loss,
+            "dice": hard_dice(logits, batch["query_label"]).mean(),
+            "grad_norm": optax.tree.norm(grads),
+            "learning_rate": schedule(state["step"]),
+        }
+        new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+                     "opt_state": opt_state}
+        return new_state, metrics
+
+    def eval_step(params, batch):
+        loss, logits = loss_fn(params, batch)
+        return {"loss": loss, "dice": hard_dice(logits, batch["query_label"]).mean()}
+
+    replicated, batched = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    train_step = jax.jit(train_step, in_shardings=(replicated, batched), out_shardings=(replicated, replicated),
+                         donate_argnums=0)
+    eval_step = jax.jit(eval_step, in_shardings=(replicated, batched), out_shardings=replicated)
+    return train_step, eval_step
+
+
+def init_state(graphdef_params, tx, mesh):
+    _, params = graphdef_params
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+    return jax.device_put(state, parallel.replicated(mesh))
+
+
+# ---------------------------------------------------------------- loop helpers
+
+
+class MetricWriter:
+    """Console (absl logging) on every process, TensorBoard event files on process 0."""
+
+    def __init__(self, logdir: epath.Path):
+        self._tb = None
+        if jax.process_index() == 0:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(logdir))
+
+    def write(self, step: int, scalars: dict[str, float], prefix: str) -> None:
+        logging.info("[%s] step %d: %s", prefix, step, ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+        if self._tb is not None:
+            for name, value in scalars.items():
+                self._tb.add_scalar(f"{prefix}/{name}", value, step)
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+@contextlib.contextmanager
+def sigterm_flag() -> Iterator[list[bool]]:
+    """A one-element list that turns ``[True]`` on SIGTERM (single process).
+
+    With several processes JAX's preemption service catches SIGTERM and orbax's ``reached_preemption``
+    tells every process to stop at the same step, so no Python handler is installed there.
+    """
+    flag = [False]
+    if jax.process_count() > 1:
+        yield flag
+        return
+
+    def handler(signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping")
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def evaluate(eval_step, params, batches, mesh) -> dict[str, float]:
+    results = [eval_step(params, parallel.global_batch(b, mesh)) for b in batches]
+    return {k: float(np.mean([jax.device_get(r[k]) for r in results])) for k in results[0]}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, eval_store=None) -> dict:
+    """Trains (or resumes) to ``config.train.steps``; returns the last logged training metrics.
+
+    ``train_store``/``eval_store`` replace the TFDS tasks named in the config (any object with the
+    ``TaskStore`` interface).
+    """
+    validate_config(config)
+    workdir = prepare_workdir(workdir)
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.train.batch_size, mesh)
+    parallel.log_layout()
+    if train_store is None:
+        train_store, eval_store = load_stores(config)
+    if config.train.eval_every and eval_store is None:
+        raise ValueError("config train.eval_every > 0 but there is no held-out store to evaluate on")
+    logging.info("training on %d tasks of datasets %s", len(train_store.tasks),
+                 sorted({t.dataset for t in train_store.tasks}))
+    train_data = episode_dataset(train_store, config, seed=config.seed, augment=True)
+    eval_batches = []
+    if config.train.eval_every:
+        eval_data = episode_dataset(eval_store, config, seed=config.seed + 1, augment=False)
+        eval_batches = [eval_data[i] for i in range(max(1, config.train.eval_episodes // config.train.batch_size))]
+    if jax.process_index() == 0:
+        checkpoint.write_config(workdir, config.to_dict())
+
+    model = create_model(config)
+    graphdef, params = nnx.split(model)
+    schedule = learning_rate_schedule(config)
+    tx = make_optimizer(config, schedule)
+    train_step, eval_step = make_steps(graphdef, tx, schedule, config, mesh)
+    state = init_state((graphdef, params), tx, mesh)
+    data_iter = episodes.iterate(train_data, num_workers=config.data.num_workers, prefetch=config.data.prefetch)
+    manager = checkpoint.make_manager(workdir, save_every=config.checkpoint.every,
+                                      keep_last=config.checkpoint.keep_last, keep_every=config.checkpoint.keep_every)
+    writer = MetricWriter(workdir / "tensorboard")
+    try:
+        state = checkpoint.restore_latest(manager, state, data_iter) or state
+        step = int(state["step"])
+        logging.info("training from step %d to %d", step, config.train.steps)
+        window, last = [], {}
+        tick = time.perf_counter()
+        with sigterm_flag() as stopping:
+            while step < config.train.steps:
+                batch = parallel.global_batch(next(data_iter), mesh)
+                state, metrics = train_step(state, batch)
+                step += 1
+                window.append(metrics)
+                if step % config.train.log_every == 0 or step == config.train.steps:
+                    last = {k: float(np.mean([jax.device_get(m[k]) for m in window])) for k in window[0]}
+                    elapsed = time.perf_counter() - tick
+                    last["steps_per_second"] = len(window) / elapsed
+                    last["episodes_per_second"] = len(window) * config.train.batch_size / elapsed
+                    writer.write(step, last, "train")
+                    window, tick = [], time.perf_counter()
+                if config.train.eval_every and (step % config.train.eval_every == 0 or step == config.train.steps):
+                    started = time.perf_counter()
+                    writer.write(step, evaluate(eval_step, state["params"], eval_batches, mesh), "eval")
+                    tick += time.perf_counter() - started  # keep evaluation out of the training throughput
+                preempted = stopping[0] or manager.reached_preemption(step)
+                checkpoint.save(manager, step, state, data_iter, force=preempted or step == config.train.steps)
+                if preempted:
+                    logging.warning("stopped at step %d after a termination signal; rerun to resume", step)
+                    break
+        manager.wait_until_finished()
+        return last
+    finally:
+        manager.close()
+        writer.close()
+        data_iter.close()
