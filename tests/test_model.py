@@ -180,3 +180,22 @@ def test_bad_inputs_get_errors_naming_the_argument(inputs, error, match):
 def test_bad_block_specs_are_refused(encoder, decoder, match):
     with pytest.raises(ValueError, match=match):
         UniverSeg(encoder, decoder)
+
+
+def test_rematerialised_blocks_give_the_same_gradients():
+    query, images, labels = random_inputs(7, 2, 3, 16, 16)
+
+    def gradients(remat):
+        model = UniverSeg((4, 4, 4), remat=remat, rngs=nnx.Rngs(5))
+        graphdef, params = nnx.split(model)
+
+        def loss(p):
+            return jnp.mean(jax.nn.sigmoid(nnx.merge(graphdef, p)(query, images, labels)))
+
+        jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params))
+        assert ("remat" in jaxpr or "checkpoint" in jaxpr) == remat
+        return jax.jit(jax.grad(loss))(params)
+
+    plain, remat = gradients(False), gradients(True)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(remat)):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)

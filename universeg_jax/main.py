@@ -1,7 +1,10 @@
-"""Command line for training: ``python -m universeg_jax.main --config=configs/base.py:cpu --workdir=DIR``.
+"""Command line: train, or evaluate on held-out tasks.
 
-Flags: ``--config`` (an ml_collections config file, ``path:preset``, every field overridable as
-``--config.train.steps=100``), ``--workdir`` (local or ``gs://``), and the multi-process set-up
+    python -m universeg_jax.main --config=configs/base.py:cpu --workdir=DIR
+    python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=DIR
+
+Flags: ``--mode`` (train or evaluate), ``--config`` (an ml_collections config file, ``path:preset``, every field
+overridable as ``--config.train.steps=100``), ``--workdir`` (local or ``gs://``), and the multi-process set-up
 (``--distributed``, ``--coordinator_address``, ``--num_processes``, ``--process_id``; see
 ``universeg_jax.parallel.initialize``). Running again with the same workdir resumes from the latest checkpoint.
 """
@@ -13,10 +16,11 @@ import logging
 from absl import app, flags
 from ml_collections import config_flags
 
-from universeg_jax import parallel, train
+from universeg_jax import evaluate, parallel, train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training config file (path[:preset]).", lock_config=True)
+flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (configs/base.py) or evaluate (configs/evaluate.py).")
+config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]) for the mode.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and config.json.")
 flags.DEFINE_enum("distributed", "auto", parallel.DISTRIBUTED_MODES,
                   "Start jax.distributed: auto (when a coordinator or a multi-process cluster is detected), on, off.")
@@ -31,6 +35,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax and grain narrate every save at INFO
+    if FLAGS.mode == "evaluate":
+        evaluate.run(FLAGS.config, FLAGS.workdir)
+        return
     parallel.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     train.train(FLAGS.config, FLAGS.workdir)
 

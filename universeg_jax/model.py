@@ -150,7 +150,7 @@ class CrossBlock(nnx.Module):
 
     def __call__(self, query_parts, support_parts, dtype=jnp.float32):
         interaction = self.cross(query_parts, support_parts, dtype)
-        query = jax.nn.leaky_relu(self.target(jnp.mean(interaction, axis=0), dtype), LEAKY_SLOPE)
+        query = jax.nn.leaky_relu(self.target(support_mean(interaction)[0], dtype), LEAKY_SLOPE)
         if not self.support_output:
             return query, None
         support = jax.nn.leaky_relu(self.support(interaction, dtype), LEAKY_SLOPE)
@@ -201,6 +201,7 @@ class UniverSeg(nnx.Module):
         decoder_blocks: Sequence[BlockSpec] | None = None,
         *,
         dtype=jnp.float32,
+        remat: bool = False,
         rngs: nnx.Rngs | None = None,
     ):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
@@ -208,6 +209,9 @@ class UniverSeg(nnx.Module):
         self.encoder_blocks = tuple(encoder)
         self.decoder_blocks = tuple(decoder)
         self.dtype = dtype
+        # Training with large supports: keep only each block's inputs for the backward pass and recompute
+        # the block, trading about one extra forward for most of the activation memory.
+        self.remat = remat
         n_blocks = len(encoder) + len(decoder)
 
         enc, skips, q_ch, s_ch = [], [], 1, 2
@@ -242,7 +246,7 @@ class UniverSeg(nnx.Module):
         for i, block in enumerate(self.enc_blocks):
             if not block.support_output:
                 s_parts = tuple(map(support_mean, s_parts))
-            q, s = block(q_parts, s_parts, dtype)
+            q, s = self._run(block, q_parts, s_parts)
             if i == self.levels - 1:
                 break
             skips.append((q, s))
@@ -251,8 +255,13 @@ class UniverSeg(nnx.Module):
             q_skip, s_skip = skips.pop()
             if not block.support_output:
                 s, s_skip = support_mean(s), support_mean(s_skip)
-            q, s = block((upsample2(q), q_skip), (upsample2(s), s_skip), dtype)
+            q, s = self._run(block, (upsample2(q), q_skip), (upsample2(s), s_skip))
         return self.out_conv(q, dtype).astype(jnp.float32)
+
+    def _run(self, block: CrossBlock, query_parts, support_parts):
+        if self.remat:
+            return nnx.remat(lambda b, q, s: b(q, s, self.dtype))(block, query_parts, support_parts)
+        return block(query_parts, support_parts, self.dtype)
 
 
 def support_mean(support: jax.Array) -> jax.Array:
@@ -261,7 +270,10 @@ def support_mean(support: jax.Array) -> jax.Array:
     The last block needs only the support mean of its pair interactions; the cross-conv and the upsampling are
     linear, so averaging their inputs first gives the same result with one conv instead of S.
     """
-    return jnp.mean(support, axis=0, keepdims=True)
+    # A contraction with a weight vector, not jnp.mean: XLA's CPU reduction over the leading axis is ~30x slower
+    # than its dot here (benchmarks/bench_model.py figures in the README).
+    weights = jnp.full((1, support.shape[0]), 1.0 / support.shape[0], support.dtype)
+    return jnp.tensordot(weights, support, axes=1)
 
 
 def _concrete(x) -> bool:

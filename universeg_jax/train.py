@@ -162,6 +162,7 @@ def create_model(config: ml_collections.ConfigDict) -> UniverSeg:
         tuple(config.model.encoder_blocks),
         tuple(config.model.decoder_blocks) or None,
         dtype=DTYPES[config.model.dtype],
+        remat=config.model.remat,
         rngs=nnx.Rngs(config.seed),
     )
 
@@ -215,11 +216,6 @@ def make_steps(graphdef, tx, schedule, config, mesh):
     def forward(params, batch):
         model = nnx.merge(graphdef, params)
         return model(batch["query"], batch["support_images"], batch["support_labels"])
-
-    if config.model.remat:
-        # Keep only conv outputs for the backward pass; recompute the elementwise work (activations, sums,
-        # upsampling). Per-block rematerialisation would need a hook inside the model.
-        forward = jax.checkpoint(forward, policy=jax.checkpoint_policies.dots_saveable)
 
     def loss_fn(params, batch):
         logits = forward(params, batch)
