@@ -5,8 +5,19 @@ import os
 
 import numpy as np
 
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_data_and_cache(tmp_path_factory):
+    """No test may read or fill the user's TFDS data dir or weights cache: point both at a fresh directory."""
+    root = tmp_path_factory.mktemp("home")
+    for name, folder in (("TFDS_DATA_DIR", "tensorflow_datasets"), ("UNIVERSEG_JAX_CACHE", "universeg_jax")):
+        os.environ[name] = str(root / folder)
+    yield
 
 
 @dataclasses.dataclass(frozen=True)

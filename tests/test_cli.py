@@ -234,3 +234,12 @@ def test_bad_options_and_missing_weights(nuclei, tmp_path, weights_file, capsys,
     err = error_of(capsys, *args)
     assert "no default weights" in err and "--weights v1" in err
     assert not out.exists()
+
+
+def test_export_writes_a_loadable_file_with_its_size(tmp_path, capsys):
+    source = weights.save(UniverSeg((4, 4), rngs=nnx.Rngs(0)), tmp_path / "in.safetensors", image_size=(32, 32))
+    assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.safetensors")]) == 0
+    assert weights.trained_image_size(tmp_path / "out.safetensors") == (32, 32)
+    assert weights.load(tmp_path / "out.safetensors").encoder_blocks == ((4, 4), (4, 4))
+    assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.bin")]) == 2
+    assert "must end in .safetensors" in capsys.readouterr().err

@@ -305,3 +305,23 @@ def test_support_is_a_plain_record(segmenter):
     assert isinstance(support, Support) and len(support) == 3
     assert support.images.dtype == support.masks.dtype == np.float32
     assert set(np.unique(support.masks)) == {0.0, 1.0}
+
+
+def test_weights_carry_the_size_they_were_trained_at(tmp_path, model):
+    path = weights.save(model, tmp_path / "m.safetensors", image_size=(32, 48))
+    assert Segmenter.from_weights(path).size == (32, 48)
+    assert Segmenter.from_weights(path, size=(64, 64)).size == (64, 64)
+    assert Segmenter.from_weights(weights.save(model, tmp_path / "plain.safetensors")).size == (128, 128)
+
+
+def test_a_training_workdir_gives_its_latest_checkpoint_at_its_size(tmp_path):
+    from tests.conftest import FakeTaskStore, tiny_config
+    from universeg_jax import checkpoint, train
+
+    config = tiny_config(**{"train.steps": 2, "checkpoint.every": 2})
+    train.train(config, str(tmp_path / "run"), train_store=FakeTaskStore())
+    model, size = inference.resolve_weights(tmp_path / "run")
+    assert size == (32, 32)
+    trained = checkpoint.load_model(tmp_path / "run")
+    assert jax.tree.all(jax.tree.map(np.array_equal, nnx.state(model, nnx.Param), nnx.state(trained, nnx.Param)))
+    assert Segmenter.from_weights(tmp_path / "run").size == (32, 32)

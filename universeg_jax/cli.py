@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, or a "
                             "training run folder holding a .safetensors export; default: the weights shipped "
                             "with the package")
-    model.add_argument("--size", nargs=2, type=int, default=list(pp.DEFAULT_SIZE), metavar=("H", "W"),
-                       help="model input size (default: %(default)s); images are resized to it and predictions back to "
-                            "each query's native size")
+    model.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
+                       help="model input size (default: the size the weights were trained at, 128 128 for v1); "
+                            "images are resized to it and predictions back to each query's native size")
     model.add_argument("--batch-size", type=int, default=4, metavar="B",
                        help="queries (or slices) per forward pass (default: %(default)s); bounds memory")
 
@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write float32 probability maps (<name>_probabilities.tif or .nii.gz)")
     out.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser(
+        "export",
+        help="write a trained model (or any weights) to one .safetensors file",
+        description="Export weights that --weights accepts (a training workdir, v1, a .pt or .safetensors file) to "
+                    "the project's .safetensors format, recording the image size they were trained at.",
+    )
+    export.add_argument("--weights", required=True, help="a training workdir, v1, or a weights file")
+    export.add_argument("--out", required=True, help="the .safetensors file to write")
     return parser
 
 
@@ -101,10 +110,24 @@ def main(argv=None) -> int:
     try:
         if args.command == "segment":
             segment(args)
+        elif args.command == "export":
+            export(args)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def export(args) -> None:
+    from universeg_jax import weights
+    from universeg_jax.inference import resolve_weights
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out} must end in .safetensors")
+    model, size = resolve_weights(args.weights)
+    weights.save(model, out, image_size=size)
+    print(f"wrote {out} (trained at {size[0]}x{size[1]})")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -40,11 +40,18 @@ MAX_LABELS = 512
 
 
 def load_model(weights: str | Path | None = None) -> UniverSeg:
-    """The model for ``weights``: ``"v1"`` (official, downloaded once), a file or a directory path, or ``None``.
+    """The model for ``weights`` (see :func:`resolve_weights`)."""
+    return resolve_weights(weights)[0]
 
-    * ``*.safetensors``: written by ``universeg_jax.weights.save`` (architecture in the file);
-    * ``*.pt`` / ``*.pth``: an official PyTorch state_dict;
-    * a directory (e.g. a training run): the single ``*.safetensors`` export inside it;
+
+def resolve_weights(weights: str | Path | None = None) -> tuple[UniverSeg, tuple[int, int]]:
+    """The model for ``weights`` and the image size it was trained at.
+
+    * ``"v1"``: the official weights (downloaded once; 128x128);
+    * ``*.safetensors``: written by ``universeg_jax.weights.save`` (architecture and size in the file);
+    * ``*.pt`` / ``*.pth``: an official PyTorch state_dict (assumed 128x128);
+    * a training workdir (``config.json`` + ``checkpoints/``): its latest checkpoint, at its ``data.size``;
+    * another directory: the single ``*.safetensors`` export inside it;
     * ``None``: the model shipped at ``universeg_jax/assets/default.safetensors``.
     """
     from universeg_jax import weights as W
@@ -57,22 +64,35 @@ def load_model(weights: str | Path | None = None) -> UniverSeg:
                 "in Python) for the official UniverSeg weights (downloaded once), or the path of a .safetensors "
                 "file, an official .pt file or a training run directory."
             )
-        return W.load(DEFAULT_WEIGHTS)
+        return _from_safetensors(DEFAULT_WEIGHTS)
     if str(weights) in W.PRETRAINED:
-        return W.pretrained(str(weights))
+        return W.pretrained(str(weights)), pp.DEFAULT_SIZE
     path = Path(weights)
     if path.is_dir():
-        return W.load(_single_export(path))
+        if (path / "checkpoints").is_dir() and (path / "config.json").is_file():
+            import json
+
+            from universeg_jax import checkpoint
+
+            size = json.loads((path / "config.json").read_text())["data"]["size"]
+            return checkpoint.load_model(path), (size, size)
+        return _from_safetensors(_single_export(path))
     if not path.exists():
         raise FileNotFoundError(
             f"weights {str(weights)!r} is neither a known name ({', '.join(sorted(W.PRETRAINED))}) nor an "
             "existing file or directory"
         )
     if path.suffix in (".pt", ".pth"):
-        return W.load_official(path)
+        return W.load_official(path), pp.DEFAULT_SIZE
     if path.suffix == ".safetensors":
-        return W.load(path)
+        return _from_safetensors(path)
     raise ValueError(f"weights file {path} must end in .safetensors, .pt or .pth")
+
+
+def _from_safetensors(path: Path) -> tuple[UniverSeg, tuple[int, int]]:
+    from universeg_jax import weights as W
+
+    return W.load(path), W.trained_image_size(path) or pp.DEFAULT_SIZE
 
 
 def _single_export(directory: Path) -> Path:
@@ -208,9 +228,11 @@ class Segmenter:
         self._forward = jax.jit(probabilities)
 
     @classmethod
-    def from_weights(cls, weights: str | Path | None = None, **kwargs) -> "Segmenter":
-        """A Segmenter for ``weights`` (see :func:`load_model`)."""
-        return cls(load_model(weights), **kwargs)
+    def from_weights(cls, weights: str | Path | None = None, *, size: Sequence[int] | None = None, **kwargs):
+        """A Segmenter for ``weights`` (see :func:`resolve_weights`), at the size they were trained at unless
+        ``size`` is given."""
+        model, trained_size = resolve_weights(weights)
+        return cls(model, size=size or trained_size, **kwargs)
 
     # -- support ---------------------------------------------------------------------------------------------
 

@@ -238,8 +238,11 @@ def _torch_shape(param: nnx.Param) -> tuple:
 # The project's own format.
 
 
-def save(model: UniverSeg, path) -> Path:
-    """Save parameters and architecture to one safetensors file, atomically (temporary file, then rename)."""
+def save(model: UniverSeg, path, *, image_size: tuple[int, int] | None = None) -> Path:
+    """Save parameters and architecture to one safetensors file, atomically (temporary file, then rename).
+
+    ``image_size``: the (H, W) the model was trained at, recorded so that inference resizes to it.
+    """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"path {path} is a directory; give a file name such as model.safetensors")
@@ -250,6 +253,8 @@ def save(model: UniverSeg, path) -> Path:
         "encoder_blocks": json.dumps(_spec(model.encoder_blocks)),
         "decoder_blocks": json.dumps(_spec(model.decoder_blocks)),
     }
+    if image_size is not None:
+        metadata["image_size"] = json.dumps([int(n) for n in image_size])
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
@@ -269,6 +274,12 @@ def read_metadata(path) -> dict[str, str]:
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a universeg-jax safetensors file: {err}") from None
     return header.get("__metadata__", {}) or {}
+
+
+def trained_image_size(path) -> tuple[int, int] | None:
+    """The (H, W) recorded by :func:`save`, or None when the file does not say."""
+    size = read_metadata(path).get("image_size")
+    return tuple(json.loads(size)) if size else None
 
 
 def load(path, dtype=jnp.float32) -> UniverSeg:
