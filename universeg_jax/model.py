@@ -9,13 +9,15 @@ Public layout is channels-last:
 
 H and W must be divisible by ``2 ** (len(encoder_blocks) - 1)``; any batch size and any support size S >= 1.
 
-The computation equals the official PyTorch model (JJGO/UniverSeg) but uses two exact rewrites
+The computation equals the official PyTorch model (JJGO/UniverSeg) but uses exact rewrites
 (DESIGN.md section 3):
 
 * a cross-convolution of the pair (u, v_i) is ``Conv_u(u) + Conv_v(v_i)``: the query half is computed once
   instead of S times and the concatenated pair tensor is never built;
 * the support branch of the last block feeds nothing and is not computed; that block's query needs only the
-  support mean of its interactions, which by linearity is one conv of the support mean (not S convs).
+  support mean of its interactions, which by linearity is one conv of the support mean (not S convs);
+* the interactions themselves are never built: the support conv of ``query_half + support_half_i`` is
+  ``conv(query_half) + conv(support_half_i)``.
 
 Inside, support features are laid out ``(S, B, H, W, C)`` so that vmapping over the support folds it into the
 conv batch for free.
@@ -116,17 +118,18 @@ class CrossConv(nnx.Module):
         self.query_features = query_features
         self.conv = Conv2d(query_features + support_features, out_features, 3, rngs=rngs)
 
-    def __call__(self, query_parts, support_parts, dtype=jnp.float32) -> jax.Array:
+    def __call__(self, query_parts, support_parts, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
         """``query_parts``: arrays ``(B, H, W, *)``; ``support_parts``: ``(S, B|1, H, W, *)``.
 
-        Returns the pair interactions ``(S, B, H, W, out)``. The support axis leads so that vmapping over it folds
-        into the conv's batch without a transpose, and the query half broadcasts against it as is.
+        Returns the two halves of the pair interactions, ``(B, H, W, out)`` (with the bias) and
+        ``(S, B|1, H, W, out)``; interaction ``i`` of query ``b`` is their broadcast sum. The support axis leads so
+        that vmapping over it folds into the conv's batch without a transpose.
         """
         kernel = self.conv.kernel[...].astype(dtype)
         query_kernel, support_kernel = kernel[:, :, : self.query_features], kernel[:, :, self.query_features :]
         query_half = conv_parts(query_parts, query_kernel) + self.conv.bias[...].astype(dtype)
         support_half = jax.vmap(lambda *v: conv_parts(v, support_kernel))(*support_parts)
-        return query_half + support_half
+        return query_half, support_half
 
 
 class CrossBlock(nnx.Module):
@@ -149,12 +152,15 @@ class CrossBlock(nnx.Module):
         self.support = Conv2d(cross_features, conv_features, 3, rngs=rngs)
 
     def __call__(self, query_parts, support_parts, dtype=jnp.float32):
-        interaction = self.cross(query_parts, support_parts, dtype)
-        query = jax.nn.leaky_relu(self.target(support_mean(interaction)[0], dtype), LEAKY_SLOPE)
+        query_half, support_half = self.cross(query_parts, support_parts, dtype)
+        query = jax.nn.leaky_relu(self.target(query_half + support_mean(support_half)[0], dtype), LEAKY_SLOPE)
         if not self.support_output:
             return query, None
-        support = jax.nn.leaky_relu(self.support(interaction, dtype), LEAKY_SLOPE)
-        return query, support
+        # conv(query_half + support_half_i) = conv(query_half) + conv(support_half_i) (zero padding keeps the conv
+        # linear): the interactions are never built, and the per-query term joins the bias.
+        query_term = self.support(query_half, dtype)
+        support = conv2d(support_half, self.support.kernel[...].astype(dtype)) + query_term
+        return query, jax.nn.leaky_relu(support, LEAKY_SLOPE)
 
 
 def max_pool2(x: jax.Array) -> jax.Array:
