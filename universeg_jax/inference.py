@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -70,9 +71,7 @@ def resolve_weights(weights: str | Path | None = None) -> tuple[UniverSeg, tuple
     path = Path(weights)
     if path.is_dir():
         if (path / "checkpoints").is_dir() and (path / "config.json").is_file():
-            import json
-
-            from universeg_jax import checkpoint
+            from universeg_jax import checkpoint  # orbax only when a training run is loaded
 
             size = json.loads((path / "config.json").read_text())["data"]["size"]
             return checkpoint.load_model(path), (size, size)
