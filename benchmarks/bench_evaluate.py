@@ -46,16 +46,18 @@ def main():
         config.data_dir = args.data_dir
     E.check_config(config)
 
+    if args.architecture:
+        model, trained_size = UniverSeg(tuple(int(b) for b in args.architecture.split(",")), rngs=nnx.Rngs(0)), None
+        what = f"untrained UniverSeg{model.encoder_blocks}"
+    else:
+        model, trained_size = E.load_weights(config.weights)
+        what = f"weights {config.weights!r}"
+    config.size = config.size or trained_size or 128  # as evaluate.run: 0 = the size the weights were trained at
+
     tic = time.perf_counter()
     store = E.select_datasets(open_tasks(list(config.datasets), config.data_dir or None, size=config.size),
                               config.datasets)
     open_seconds = time.perf_counter() - tic
-    if args.architecture:
-        model = UniverSeg(tuple(int(b) for b in args.architecture.split(",")), rngs=nnx.Rngs(0))
-        what = f"untrained UniverSeg{model.encoder_blocks}"
-    else:
-        model = E.load_weights(config.weights)
-        what = f"weights {config.weights!r}"
 
     tic = time.perf_counter()
     report = E.evaluate(model, store, config)
@@ -63,7 +65,8 @@ def main():
 
     supports = sum(len(t["support_sizes"]) + (max(config.ensemble_sizes) if t["ensemble"] else 0)
                    for t in report.tasks) * config.draws
-    print(f"evaluation of {what}, preset {args.preset or 'full'!r}, datasets {list(config.datasets)}")
+    print(f"evaluation of {what}, preset {args.preset or 'full'!r}, datasets {list(config.datasets)}, "
+          f"{config.size}x{config.size}")
     print(f"tasks: {len(report.tasks)} ({', '.join(t['id'] + ' n=' + str(t['examples']) for t in report.tasks)})")
     print(f"support sets predicted per method (upper bound, before reuse): {supports}")
     print(f"opening/building the tasks: {open_seconds:.1f} s")

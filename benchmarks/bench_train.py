@@ -90,7 +90,7 @@ def bench_pipeline(config, steps):
     from universeg_jax.data import episodes
 
     train_store, _ = train.load_stores(config)
-    data = train.episode_dataset(train_store, config, seed=0, augment=True)
+    data = train.episode_dataset(train_store, config, seed=0, training=True)
     result = {}
     for workers in (0, 1):
         iterator = episodes.iterate(data, num_workers=workers, prefetch=config.data.prefetch)

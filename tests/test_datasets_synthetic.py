@@ -34,7 +34,7 @@ def test_same_seed_same_data_different_seed_different_data(tmp_path):
 def test_every_task_has_examples_of_several_subjects(tmp_path):
     path, _ = build(tmp_path, "a")
     index = json.loads((path / "task_index.json").read_text())
-    assert len(index["tasks"]) == 6  # 4 labels of draw 0 and 2 of draw 1
+    assert len(index["tasks"]) == 6  # from draws of 2 to 4 labels each
     for position in range(6):
         subjects = {s for t, s in zip(index["example_task"], index["example_subject"]) if t == position}
         assert len(subjects) >= 3
@@ -49,20 +49,51 @@ def test_different_tasks_differ_in_label_statistics(tmp_path):
     tasks = sorted(mean_masks)
     for i, first in enumerate(tasks):
         for second in tasks[i + 1 :]:
-            # Different tasks put their foreground in different places: mean masks are far apart.
-            assert np.abs(mean_masks[first] - mean_masks[second]).mean() > 0.1, (first, second)
+            # Different tasks put their foreground in different places: the mean masks overlap little
+            # (0 = same masks, 1 = disjoint), whether a task is a large region or a few small objects.
+            a, b = mean_masks[first], mean_masks[second]
+            assert np.abs(a - b).sum() / (a + b).sum() > 0.3, (first, second)
 
 
-def test_subjects_of_a_task_vary_but_stay_related():
-    model = DrawModel.sample(seed=0, draw=0, labels=4, size=64)
+def test_draws_mix_large_regions_and_small_objects():
+    """Label areas within a draw range from a few per cent (scattered objects) to large regions."""
+    areas = []
+    for draw in range(6):
+        model = DrawModel.sample(seed=0, draw=draw, max_labels=8, size=64)
+        _, label_map = model.render(0)
+        areas.extend(np.bincount(label_map.ravel(), minlength=model.labels) / label_map.size)
+    assert min(areas) < 0.05 and max(areas) > 0.3
+
+
+def draw_with_layout(independent: bool) -> DrawModel:
+    return next(m for m in (DrawModel.sample(seed=0, draw=d, max_labels=4, size=64) for d in range(40))
+                if m.independent == independent)
+
+
+def kappa(first: np.ndarray, second: np.ndarray) -> float:
+    """Cohen's kappa of two label maps: 0 for unrelated layouts, 1 for identical ones."""
+    chance = sum(np.mean(first == k) * np.mean(second == k) for k in np.union1d(first, second))
+    return float((np.mean(first == second) - chance) / (1.0 - chance))
+
+
+def test_templated_draws_deform_one_layout():
+    model = draw_with_layout(independent=False)
     (_, first), (_, second) = model.render(0), model.render(1)
-    overlap = np.mean(first == second)
-    assert 0.3 < overlap < 0.99  # deformed versions of one label map, not copies and not unrelated
+    assert 0.3 < kappa(first, second) and np.mean(first == second) < 0.99  # deformed, not copies nor unrelated
+
+
+def test_independent_draws_change_the_layout_and_keep_the_appearance():
+    model = draw_with_layout(independent=True)
+    subjects = [model.render(s) for s in range(6)]
+    assert abs(kappa(subjects[0][1], subjects[1][1])) < 0.2  # layouts are unrelated
+    for label in range(model.labels):  # ... but a label looks the same in every subject: its mean intensity moves little
+        means = [image[label_map == label].mean() for image, label_map in subjects if (label_map == label).any()]
+        assert np.ptp(means) < 0.25, (label, means)
 
 
 def test_render_is_deterministic():
-    model = DrawModel.sample(seed=1, draw=2, labels=3, size=32)
-    again = DrawModel.sample(seed=1, draw=2, labels=3, size=32)
+    model = DrawModel.sample(seed=1, draw=2, max_labels=3, size=32)
+    again = DrawModel.sample(seed=1, draw=2, max_labels=3, size=32)
     np.testing.assert_array_equal(model.render(5)[0], again.render(5)[0])
 
 

@@ -228,6 +228,14 @@ def test_run_writes_all_files_atomically(tmp_path, tiny_model, fake_store):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_size_zero_evaluates_at_the_size_the_weights_were_trained_at(tmp_path, tiny_model, fake_store):
+    weights_path = weights.save(tiny_model, tmp_path / "tiny.safetensors", image_size=(SIZE, SIZE))
+    report = E.run(small_config(weights=str(weights_path), size=0, support_sizes=(2,)), tmp_path, store=fake_store)
+    assert report.config["size"] == SIZE
+    with pytest.raises(ValueError, match="config.size is 64"):  # an explicit size still has to match the store
+        E.run(small_config(weights=str(weights_path), size=64), tmp_path, store=fake_store)
+
+
 def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "report.json"
     path.write_text("old")
@@ -254,6 +262,7 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
         ({"baselines": ("spatial_prior", "atlas")}, r"unknown baseline\(s\) \['atlas'\].*known baselines"),
         ({"datasets": ("fake_a", "nope")}, r"unknown dataset\(s\) \['nope'\]; available: fake_a, fake_b"),
         ({"size": 64}, "config.size is 64"),
+        ({"size": -1}, "config.size must be a positive integer, or 0"),
         ({"weights": str("/nonexistent/w.safetensors")}, "neither a known name"),
     ],
 )

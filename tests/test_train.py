@@ -100,6 +100,15 @@ def test_held_out_only_leaves_nothing_to_train(tmp_path):
         train.load_stores(config)
 
 
+def test_dataset_weights_apply_to_training_and_not_to_the_held_out_evaluation():
+    config = tiny_config(**{"data.dataset_weights": "fake_a=2,fake_b=1"})
+    with pytest.raises(ValueError, match="not among the training tasks"):  # weights are checked for training
+        train.episode_dataset(FakeTaskStore({"fake_c": 2}), config, seed=0, training=True)
+    # The held-out store has none of the weighted (training) datasets: its episodes ignore the weights.
+    held_out = train.episode_dataset(FakeTaskStore({"fake_c": 2}), config, seed=1, training=False)
+    assert held_out[0]["query"].shape == (config.train.batch_size, 32, 32, 1)
+
+
 @pytest.mark.parametrize("dtype, remat", [("bfloat16", False), ("float32", True)])
 def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
     import jax
@@ -108,7 +117,7 @@ def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
     from universeg_jax import parallel
 
     config = tiny_config(**{"model.dtype": dtype, "model.remat": remat, "optim.warmup_steps": 0})
-    data = train.episode_dataset(FakeTaskStore(), config, seed=0, augment=False)
+    data = train.episode_dataset(FakeTaskStore(), config, seed=0, training=False)
     mesh = parallel.make_mesh()
     graphdef, params = nnx.split(train.create_model(config))
     schedule = train.learning_rate_schedule(config)
@@ -121,3 +130,14 @@ def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
     assert {leaf.dtype for leaf in jax.tree.leaves(state["params"])} == {np.dtype("float32")}
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state["params"])))
     assert np.isfinite(float(eval_step(state["params"], parallel.global_batch(data[1], mesh))["dice"]))
+
+
+def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets():
+    from configs import default_model
+    from universeg_jax.data.tasks import DEFAULT_HELD_OUT
+
+    config = default_model.get_config()
+    trained_on = {name.partition("/")[0] for name in train.dataset_names(config.data.datasets)}
+    assert set(train.dataset_names(config.data.held_out)) == set(DEFAULT_HELD_OUT)
+    assert trained_on and not trained_on & set(DEFAULT_HELD_OUT)
+    train.validate_config(config)

@@ -35,12 +35,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
 from universeg_jax import baselines, metrics
 from universeg_jax.files import atomic_path
 from universeg_jax.model import UniverSeg
+from universeg_jax.preprocess import DEFAULT_SIZE
 
 MODEL_NAME = "universeg"
 QUALITATIVE_SUPPORT = 3  # support pairs shown per task in the qualitative grid
@@ -210,8 +212,11 @@ def check_config(config) -> None:
     """Fail fast, before any data is read or model run, on every config value a user can get wrong."""
     for field in ("support_sizes", "ensemble_sizes"):
         _ints(config, field)
-    for field in ("draws", "ensemble_support_size", "max_queries", "batch_size", "size"):
+    for field in ("draws", "ensemble_support_size", "max_queries", "batch_size"):
         _positive_int(config, field)
+    if not isinstance(config.size, (int, np.integer)) or isinstance(config.size, bool) or config.size < 0:
+        raise ValueError(f"config.size must be a positive integer, or 0 for the size the weights were trained at, "
+                         f"got {config.size!r}")
     if not isinstance(config.seed, (int, np.integer)) or config.seed < 0:
         raise ValueError(f"config.seed must be a non-negative integer, got {config.seed!r}")
     if not isinstance(config.qualitative_tasks, (int, np.integer)) or config.qualitative_tasks < 0:
@@ -503,21 +508,27 @@ def select_datasets(store, datasets: Sequence[str]):
     return store.select(datasets=names)
 
 
-def load_weights(name: str) -> UniverSeg | None:
-    """``'none'`` -> no model (baselines only); ``'default'`` -> the shipped model; else ``'v1'`` or a path."""
+def load_weights(name: str) -> tuple[UniverSeg | None, int | None]:
+    """(model, the image side it was trained at) for ``name``: ``'none'`` -> (None, None), baselines only;
+    ``'default'`` -> the shipped model; else ``'v1'`` or a path (see ``inference.resolve_weights``)."""
     if name == "none":
-        return None
-    from universeg_jax.inference import load_model
+        return None, None
+    from universeg_jax.inference import resolve_weights
 
-    return load_model(None if name == "default" else name)
+    model, (height, _) = resolve_weights(None if name == "default" else name)
+    return model, height
 
 
 def run(config, workdir, *, store=None) -> Report:
     """Evaluate ``config.weights`` and the baselines on ``config.datasets``; write the files into
-    ``workdir / config.output`` (an absolute ``output`` is used as is). ``store``: an already opened TaskStore
+    ``workdir / config.output`` (an absolute ``output`` is used as is). ``config.size`` 0 means the size the
+    weights were trained at (128 for baselines only). ``store``: an already opened TaskStore
     (default: ``open_tasks(config.datasets, config.data_dir, size=config.size)``)."""
     check_config(config)
     output = Path(workdir) / config.output
+    model, trained_size = load_weights(config.weights)
+    config = ml_collections.ConfigDict(config_dict(config))
+    config.size = config.size or trained_size or DEFAULT_SIZE[0]
     if store is None:
         from universeg_jax.data.tasks import open_tasks
 
@@ -527,7 +538,6 @@ def run(config, workdir, *, store=None) -> Report:
     if shape != (config.size, config.size, 1):
         raise ValueError(f"the store holds {shape} images but config.size is {config.size}: open the tasks at "
                          "that size or change config.size")
-    model = load_weights(config.weights)
     report = evaluate(model, store, config)
     paths = write_report(report, output)
     logging.info("evaluation written to %s", ", ".join(str(p) for p in paths.values()))

@@ -139,16 +139,18 @@ def _built_datasets(data_dir: str, tasks) -> list[str]:
     return [p.name for p in root.iterdir() if p.is_dir()] if root.exists() else []
 
 
-def episode_dataset(store, config, *, seed: int, augment: bool):
+def episode_dataset(store, config, *, seed: int, training: bool):
+    """Batches of episodes from ``store``: augmented and weighted by ``data.*_weights`` when ``training``;
+    plain and uniform over tasks for the held-out evaluation (the weights name training datasets)."""
     return episodes.episode_batches(
         store,
         support_size=config.data.support_size,
         batch_size=config.train.batch_size,
         seed=seed,
-        dataset_weights=config.data.dataset_weights,
-        task_weights=config.data.task_weights,
-        in_task=config.augment.in_task.to_dict() if augment else None,
-        task_augmentation=config.augment.task.to_dict() if augment else None,
+        dataset_weights=config.data.dataset_weights if training else None,
+        task_weights=config.data.task_weights if training else None,
+        in_task=config.augment.in_task.to_dict() if training else None,
+        task_augmentation=config.augment.task.to_dict() if training else None,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
@@ -324,10 +326,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
         raise ValueError("config train.eval_every > 0 but there is no held-out store to evaluate on")
     logging.info("training on %d tasks of datasets %s", len(train_store.tasks),
                  sorted({t.dataset for t in train_store.tasks}))
-    train_data = episode_dataset(train_store, config, seed=config.seed, augment=True)
+    train_data = episode_dataset(train_store, config, seed=config.seed, training=True)
     eval_batches = []
     if config.train.eval_every:
-        eval_data = episode_dataset(eval_store, config, seed=config.seed + 1, augment=False)
+        eval_data = episode_dataset(eval_store, config, seed=config.seed + 1, training=False)
         eval_batches = [eval_data[i] for i in range(max(1, config.train.eval_episodes // config.train.batch_size))]
     if jax.process_index() == 0:
         checkpoint.write_config(workdir, config.to_dict())

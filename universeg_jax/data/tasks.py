@@ -187,14 +187,17 @@ def open_tasks(datasets, data_dir=None, *, build: bool = True, size: int = 128) 
     for spec in names:
         name, _, config = spec.partition("/")
         config = config or f"size{size}"
-        path = _find_built(data_dir, name, config)
+        embedded = build and name in EMBEDDED_DATASETS
+        # An embedded dataset is rebuilt when its builder is newer than what is on disk (stale data otherwise).
+        version = _current_version(name) if embedded else None
+        path = _find_built(data_dir, name, config, version)
         if path is None:
-            if not (build and name in EMBEDDED_DATASETS):
+            if not embedded:
                 raise FileNotFoundError(_not_built_message(name, config, data_dir, build))
             from universeg_datasets import registry  # builder code only when something must be built
 
             registry.build(name, config=config, data_dir=data_dir)
-            path = _find_built(data_dir, name, config)
+            path = _find_built(data_dir, name, config, version)
         prepared.append(PreparedDataset.load(name, path))
     return TaskStore(prepared)
 
@@ -205,12 +208,22 @@ def split_by_dataset(store: TaskStore, held_out: Iterable[str] = DEFAULT_HELD_OU
     return store.select(exclude=held_out), store.select(datasets=held_out)
 
 
-def _find_built(data_dir: epath.Path, name: str, config: str) -> epath.Path | None:
-    """The newest complete version directory of ``name/config`` (with dataset info and task index)."""
+def _current_version(name: str) -> str:
+    """The version the installed builder of ``name`` writes, e.g. ``"1.1.0"``."""
+    from universeg_datasets import registry
+
+    return str(registry.builder_class(name).VERSION)
+
+
+def _find_built(data_dir: epath.Path, name: str, config: str, version: str | None = None) -> epath.Path | None:
+    """The complete version directory of ``name/config`` (with dataset info and task index): ``version`` if
+    given, else the newest."""
     folder = data_dir / name / config
     versions = []
     for path in folder.glob("*.*.*") if folder.is_dir() else ():
         parts = path.name.split(".")
+        if version is not None and path.name != version:
+            continue
         if all(p.isdigit() for p in parts) and (path / "dataset_info.json").is_file() and (path / INDEX_FILE).is_file():
             versions.append((tuple(int(p) for p in parts), path))
     return max(versions)[1] if versions else None
