@@ -52,7 +52,7 @@ def main():
     else:
         model, trained_size = E.load_weights(config.weights)
         what = f"weights {config.weights!r}"
-    config.size = config.size or trained_size or 128  # as evaluate.run: 0 = the size the weights were trained at
+    config.size = E.evaluation_size(config.size, trained_size)
 
     tic = time.perf_counter()
     store = E.select_datasets(open_tasks(list(config.datasets), config.data_dir or None, size=config.size),

@@ -112,20 +112,16 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         config.optim.warmup_steps = 20
         config.checkpoint.every = 50
         config.checkpoint.keep_every = 0
-    elif preset == "tpu_pod":
-        # A pod slice (e.g. v4-32: 16 chips): 4 episodes of support 64 per chip, bfloat16 compute.
+    elif preset in ("tpu_pod", "gpu_node"):
+        # Accelerators: bfloat16 compute, 8 episode-building workers, cosine decay.
         config.model.dtype = "bfloat16"
         config.data.num_workers = 8
-        config.train.batch_size = 64
         config.train.log_every = 100
         config.optim.schedule = "cosine"
-        config.optim.lr = 3e-4
-    elif preset == "gpu_node":
-        # One node of 8 GPUs: 2 episodes of support 64 per GPU, bfloat16 compute.
-        config.model.dtype = "bfloat16"
-        config.data.num_workers = 8
-        config.train.batch_size = 16
-        config.train.log_every = 100
-        config.optim.schedule = "cosine"
-        config.optim.lr = 2e-4
+        if preset == "tpu_pod":  # a pod slice (e.g. v4-32: 16 chips): 4 episodes of support 64 per chip
+            config.train.batch_size = 64
+            config.optim.lr = 3e-4
+        else:  # one node of 8 GPUs: 2 episodes of support 64 per GPU
+            config.train.batch_size = 16
+            config.optim.lr = 2e-4
     return config

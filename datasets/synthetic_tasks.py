@@ -115,7 +115,7 @@ class DrawModel:
     def render(self, subject: int) -> tuple[np.ndarray, np.ndarray]:
         """(image float32 (H,W), label map int32 (H,W)) of one subject."""
         rng = np.random.default_rng((self.seed, self.draw, subject + 1))
-        labels, size = self.fields.shape[0], self.fields.shape[1]
+        labels, size = self.labels, self.fields.shape[1]
         if self.independent:
             fields = random_fields(rng, size, self.smoothness, self.offsets)
         else:

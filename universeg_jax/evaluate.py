@@ -519,6 +519,12 @@ def load_weights(name: str) -> tuple[UniverSeg | None, int | None]:
     return model, height
 
 
+def evaluation_size(config_size: int, trained_size: int | None) -> int:
+    """The image side to evaluate at: ``config.size``, or when it is 0 the size the weights were trained at
+    (``DEFAULT_SIZE`` without weights)."""
+    return config_size or trained_size or DEFAULT_SIZE[0]
+
+
 def run(config, workdir, *, store=None) -> Report:
     """Evaluate ``config.weights`` and the baselines on ``config.datasets``; write the files into
     ``workdir / config.output`` (an absolute ``output`` is used as is). ``config.size`` 0 means the size the
@@ -528,7 +534,7 @@ def run(config, workdir, *, store=None) -> Report:
     output = Path(workdir) / config.output
     model, trained_size = load_weights(config.weights)
     config = ml_collections.ConfigDict(config_dict(config))
-    config.size = config.size or trained_size or DEFAULT_SIZE[0]
+    config.size = evaluation_size(config.size, trained_size)
     if store is None:
         from universeg_jax.data.tasks import open_tasks
 

@@ -188,14 +188,16 @@ def open_tasks(datasets, data_dir=None, *, build: bool = True, size: int = 128) 
         name, _, config = spec.partition("/")
         config = config or f"size{size}"
         embedded = build and name in EMBEDDED_DATASETS
-        # An embedded dataset is rebuilt when its builder is newer than what is on disk (stale data otherwise).
-        version = _current_version(name) if embedded else None
+        version = None
+        if embedded:
+            from universeg_datasets import registry  # builder code: its version, and building if needed
+
+            # Rebuilt when the builder is newer than what is on disk (stale data otherwise).
+            version = str(registry.builder_class(name).VERSION)
         path = _find_built(data_dir, name, config, version)
         if path is None:
             if not embedded:
                 raise FileNotFoundError(_not_built_message(name, config, data_dir, build))
-            from universeg_datasets import registry  # builder code only when something must be built
-
             registry.build(name, config=config, data_dir=data_dir)
             path = _find_built(data_dir, name, config, version)
         prepared.append(PreparedDataset.load(name, path))
@@ -206,13 +208,6 @@ def split_by_dataset(store: TaskStore, held_out: Iterable[str] = DEFAULT_HELD_OU
     """(training store, held-out store): held-out datasets' tasks never appear in training."""
     held_out = _names(held_out, "held_out")
     return store.select(exclude=held_out), store.select(datasets=held_out)
-
-
-def _current_version(name: str) -> str:
-    """The version the installed builder of ``name`` writes, e.g. ``"1.1.0"``."""
-    from universeg_datasets import registry
-
-    return str(registry.builder_class(name).VERSION)
 
 
 def _find_built(data_dir: epath.Path, name: str, config: str, version: str | None = None) -> epath.Path | None:
