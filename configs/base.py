@@ -82,6 +82,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     config.train.log_every = 50
     config.train.eval_every = 1_000  # steps between held-out evaluations (0 = never; needs data.held_out)
     config.train.eval_episodes = 64
+    # Start from these weights instead of random ones (fine-tuning): "v1", a .safetensors/.pt file or a training
+    # run directory; the architecture must match config.model. A run that resumes from its checkpoint ignores it.
+    config.train.init_weights = ""
 
     config.optim = ml_collections.ConfigDict()
     config.optim.lr = 1e-4  # Adam, as in the paper

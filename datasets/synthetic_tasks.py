@@ -1,7 +1,8 @@
 """Seeded synthetic segmentation tasks (SynthMorph-like), so that training never runs out of tasks.
 
 A *draw* is one random generative model: 2 to ``labels_per_draw`` smooth random fields whose argmax is a
-label map, a mean intensity and a texture per label. Every subject of a draw either deforms the draw's
+label map, a mean intensity (distinct levels, so that appearance can tell labels apart), a texture and an
+object-to-object brightness spread per label (cells and lesions are not all equally bright). Every subject of a draw either deforms the draw's
 fields with its own smooth random warp or (half of the draws) gets fields of its own, and renders an image
 (per-label intensity + texture, blur, noise).
 A task is one label of one draw; its examples are that label in every subject. Everything comes from
@@ -38,11 +39,13 @@ class SyntheticTasks(base.TaskBuilder):
     """Synthetic binary tasks from random smooth label maps with per-label intensities, textures and noise.
     Task ids ``synthetic_tasks/synthetic/d<draw>_l<label>/0``; subjects ``s<index>``."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",
         "1.1.0": "Draws have 2 to labels_per_draw labels, each with its own smoothness and offset (large regions "
         "and small scattered objects); half of the draws give every subject its own layout.",
+        "1.2.0": "Fewer labels per draw on average (2 + Binomial(labels_per_draw - 2, 0.3)); label intensities on "
+        "distinct levels; every connected object gets its own brightness offset.",
     }
     BUILDER_CONFIGS = base.size_configs(SyntheticConfig) + base.size_configs(
         SyntheticConfig, "tasks1000", num_tasks=1000
@@ -88,6 +91,7 @@ class DrawModel:
     means: np.ndarray  # (labels,) mean intensity per label
     texture_scales: np.ndarray  # (labels,) texture smoothing per label, in pixels
     texture_strengths: np.ndarray  # (labels,)
+    object_spreads: np.ndarray  # (labels,) half-range of the brightness offset of each connected object
 
     @property
     def labels(self) -> int:
@@ -95,9 +99,13 @@ class DrawModel:
 
     @classmethod
     def sample(cls, seed: int, draw: int, max_labels: int, size: int) -> "DrawModel":
-        """A draw with between 2 and ``max_labels`` labels (few labels: e.g. objects on a background)."""
+        """A draw with between 2 and ``max_labels`` labels, mostly few (e.g. objects on a background).
+
+        Label intensities sit on distinct levels ``(rank + U(0.2, 0.8)) / labels``, at least ``0.4 / labels``
+        apart: with uniform draws, many labels of a draw looked alike and their tasks (when the layout is
+        independent) could not be solved from appearance, teaching the model to ignore it."""
         rng = np.random.default_rng((seed, draw))
-        labels = int(rng.integers(2, max_labels + 1))
+        labels = 2 + int(rng.binomial(max_labels - 2, 0.3))
         smoothness = rng.uniform(0.03, 0.12, labels) * size
         offsets = rng.normal(0.0, 0.75, labels)
         return cls(
@@ -107,9 +115,10 @@ class DrawModel:
             smoothness,
             offsets,
             independent=bool(rng.random() < 0.5),
-            means=rng.uniform(0.0, 1.0, labels),
+            means=(rng.permutation(labels) + rng.uniform(0.2, 0.8, labels)) / labels,
             texture_scales=rng.uniform(0.5, 4.0, labels),
             texture_strengths=rng.uniform(0.0, 0.15, labels),
+            object_spreads=rng.uniform(0.0, 0.3, labels) / labels,
         )
 
     def render(self, subject: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +131,7 @@ class DrawModel:
             fields = warp(self.fields, random_displacement(rng, size, rng.uniform(0.0, 0.08) * size))
         label_map = np.argmax(fields, axis=0).astype(np.int32)
         intensities = np.clip(self.means + rng.normal(0.0, 0.05, labels), 0.0, 1.0)
-        image = intensities[label_map]
+        image = intensities[label_map] + object_offsets(rng, label_map, self.object_spreads)
         for label in range(labels):
             texture = ndimage.gaussian_filter(rng.normal(size=(size, size)), self.texture_scales[label])
             texture /= max(texture.std(), 1e-6)
@@ -130,6 +139,15 @@ class DrawModel:
         image = ndimage.gaussian_filter(image, rng.uniform(0.0, 1.0))
         image = image + rng.normal(0.0, rng.uniform(0.0, 0.05), image.shape)
         return image.astype(np.float32), label_map
+
+
+def object_offsets(rng: np.random.Generator, label_map: np.ndarray, spreads: np.ndarray) -> np.ndarray:
+    """(H,W) brightness offset, constant over every connected object of every label, U(-spread, spread)."""
+    offsets = np.zeros(label_map.shape)
+    for label, spread in enumerate(spreads):
+        objects, count = ndimage.label(label_map == label)
+        offsets += np.concatenate([[0.0], rng.uniform(-spread, spread, count)])[objects]
+    return offsets
 
 
 def random_fields(rng: np.random.Generator, size: int, smoothness: np.ndarray, offsets: np.ndarray) -> np.ndarray:

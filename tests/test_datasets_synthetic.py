@@ -40,18 +40,17 @@ def test_every_task_has_examples_of_several_subjects(tmp_path):
         assert len(subjects) >= 3
 
 
-def test_different_tasks_differ_in_label_statistics(tmp_path):
+def test_different_tasks_mark_different_pixels(tmp_path):
     _, examples = build(tmp_path, "a")
-    by_task = {}
+    first_mask = {}
     for e in examples:
-        by_task.setdefault(e["task"], []).append(e["label"][..., 0].astype(float))
-    mean_masks = {task: np.mean(masks, axis=0) for task, masks in by_task.items()}
-    tasks = sorted(mean_masks)
+        first_mask.setdefault(e["task"], e["label"][..., 0].astype(float))
+    tasks = sorted(first_mask)
     for i, first in enumerate(tasks):
         for second in tasks[i + 1 :]:
-            # Different tasks put their foreground in different places: the mean masks overlap little
-            # (0 = same masks, 1 = disjoint), whether a task is a large region or a few small objects.
-            a, b = mean_masks[first], mean_masks[second]
+            # A task's first example and another task's differ (0 = same mask, 1 = disjoint), whether they are
+            # labels of one draw or of different draws, large regions or a few small objects.
+            a, b = first_mask[first], first_mask[second]
             assert np.abs(a - b).sum() / (a + b).sum() > 0.3, (first, second)
 
 
@@ -86,9 +85,9 @@ def test_independent_draws_change_the_layout_and_keep_the_appearance():
     model = draw_with_layout(independent=True)
     subjects = [model.render(s) for s in range(6)]
     assert abs(kappa(subjects[0][1], subjects[1][1])) < 0.2  # layouts are unrelated
-    for label in range(model.labels):  # ... but a label looks the same in every subject: its mean intensity moves little
+    for label in range(model.labels):  # ... but a label keeps its level in every subject (objects vary around it)
         means = [image[label_map == label].mean() for image, label_map in subjects if (label_map == label).any()]
-        assert np.ptp(means) < 0.25, (label, means)
+        assert np.abs(np.array(means) - model.means[label]).max() < 0.3 / model.labels + 0.1, (label, means)
 
 
 def test_render_is_deterministic():
@@ -108,3 +107,25 @@ def test_default_configs():
     configs = {c.name: c for c in SyntheticTasks.BUILDER_CONFIGS}
     assert configs["size128"].num_tasks < 100 and configs["tasks1000_size128"].num_tasks == 1000
     assert synthetic_tasks.SyntheticTasks.default_builder_config.name == "size128"
+
+
+def test_label_intensities_sit_on_distinct_levels():
+    """Appearance can tell a draw's labels apart: mean intensities at least 0.4 / labels apart."""
+    for draw in range(20):
+        model = DrawModel.sample(seed=3, draw=draw, max_labels=8, size=32)
+        assert np.diff(np.sort(model.means)).min() >= 0.4 / model.labels - 1e-9, model.means
+
+
+def test_objects_of_one_label_get_their_own_brightness():
+    from scipy import ndimage
+
+    from universeg_datasets.synthetic_tasks import object_offsets
+
+    label_map = np.zeros((16, 16), np.int32)
+    label_map[2:5, 2:5] = label_map[10:14, 8:12] = 1  # two objects of label 1 on background 0
+    offsets = object_offsets(np.random.default_rng(0), label_map, np.array([0.0, 0.2]))
+    objects, count = ndimage.label(label_map == 1)
+    assert count == 2
+    values = [np.unique(offsets[objects == k]) for k in (1, 2)]
+    assert all(len(v) == 1 and abs(v[0]) <= 0.2 for v in values) and values[0] != values[1]
+    assert not offsets[label_map == 0].any()  # spread 0: the background keeps its level

@@ -27,6 +27,9 @@ SCRIPTS = sorted(LAUNCH.glob("*.sh"))
 FAKE_PROGRAM = """#!{python}
 import json, os, signal, subprocess, sys, time
 
+# Die of Ctrl-C like a real program. Set before the call is logged: the tests send SIGINT once they see the call,
+# and a signal caught by Python's handler just before a later switch to SIG_DFL would be lost (a 60 s hang).
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
 env = {{k: v for k, v in os.environ.items() if k.startswith(("JAX_", "TFDS_", "SLURM_PROCID", "SLURM_LOCALID"))}}
@@ -45,7 +48,6 @@ for index, (prog, needle, replies) in enumerate(rules):
             f.write(str(count + 1))
         code, out = replies[min(count, len(replies) - 1)]
         if out == "SLEEP":
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
             time.sleep(60)
         sys.stdout.write(out)
         sys.exit(code)
@@ -58,6 +60,13 @@ if name == "srun" and os.environ.get("FAKE_SRUN_TASKS"):
         for i in range(tasks)
     ]
     sys.exit(max(p.wait() for p in procs))
+"""
+
+EXEC_WITH_DEFAULT_SIGINT = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+os.execv(sys.argv[1], sys.argv[1:])
 """
 
 FAKES = ("gcloud", "gsutil", "sbatch", "srun", "scontrol", "fakepython")
@@ -105,8 +114,11 @@ class Launch:
         self.rules.write_text(json.dumps([[p, n, [list(r) for r in replies]] for p, n, replies in rules]))
 
     def start(self, script: str, args, env=None) -> subprocess.Popen:
+        """Starts the script as a shell prompt would: in its own process group, Ctrl-C neither ignored nor blocked.
+        A suite run in the background (``pytest &`` in a script) has SIGINT ignored, and a bash script started
+        that way cannot trap it: tpu.sh then took the Ctrl-C test's interrupted training for a preemption."""
         return subprocess.Popen(
-            [str(LAUNCH / script), *args],
+            [sys.executable, "-c", EXEC_WITH_DEFAULT_SIGINT, str(LAUNCH / script), *args],
             env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -444,7 +456,11 @@ def test_tpu_ctrl_c_during_training_deletes(launch):
         assert time.monotonic() < deadline and proc.poll() is None, "training never started"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    proc.communicate(timeout=30)
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"tpu.sh still ran 30 s after Ctrl-C; its output:\n{proc.communicate()[1]}")
     assert proc.returncode == 130
     assert launch.calls()[-1] == gcloud("queued-resources", "delete", NAME, "--force")
 

@@ -12,11 +12,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main(workdir, *overrides, data_dir, timeout=900):
+def main(workdir, *overrides, data_dir, timeout=900, cwd=REPO):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "TFDS_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "universeg_jax.main", "--config=configs/base.py:cpu", f"--workdir={workdir}",
-               *overrides]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    command = [sys.executable, "-m", "universeg_jax.main", f"--config={REPO / 'configs' / 'base.py'}:cpu",
+               f"--workdir={workdir}", *overrides]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def train_losses(log: str) -> list[float]:
@@ -31,16 +31,18 @@ def test_bad_config_fails_at_start_with_the_field_name(tmp_path):
 
 
 def test_cpu_preset_builds_its_data_trains_and_its_loss_goes_down(tmp_path):
-    """End to end on a fresh data dir: the embedded datasets are built on first use (a quick subset here)."""
+    """End to end on a fresh data dir: the embedded datasets are built on first use (a quick subset here). The
+    workdir is relative to the current directory (orbax itself wants absolute paths)."""
     workdir = tmp_path / "run"
     result = main(
-        workdir,
+        "run",
         "--config.data.datasets=synthetic_tasks,mni152_tissue",
         "--config.data.held_out=stardist_nuclei",
         "--config.train.steps=40",
         "--config.train.eval_every=40",
         "--config.checkpoint.every=20",
         data_dir=tmp_path / "tfds",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-5000:]
     log = result.stderr
@@ -53,9 +55,9 @@ def test_cpu_preset_builds_its_data_trains_and_its_loss_goes_down(tmp_path):
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((workdir / "config.json").read_text())["data"]["support_size"] == 7
     # Running again finds the finished run and does no more steps.
-    again = main(workdir, "--config.data.datasets=synthetic_tasks,mni152_tissue",
+    again = main("run", "--config.data.datasets=synthetic_tasks,mni152_tissue",
                  "--config.data.held_out=stardist_nuclei", "--config.train.steps=40", "--config.train.eval_every=0",
-                 data_dir=tmp_path / "tfds")
+                 data_dir=tmp_path / "tfds", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "restored checkpoint of step 40" in again.stderr and not train_losses(again.stderr)
 

@@ -92,7 +92,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_train_like_one_process(tmp_path):
+def test_two_processes_train_like_one_process(tmp_path, monkeypatch):
     port = free_port()
     pair = [run("distributed", port, i, 2, 2, tmp_path / "two") for i in range(2)]
     single = run("distributed", 0, 0, 1, 1, tmp_path / "one")
@@ -104,7 +104,8 @@ def test_two_processes_train_like_one_process(tmp_path):
     # Each process saved its own data-iterator position next to the shared model state.
     saved = (tmp_path / "two" / "checkpoints" / str(STEPS) / "data").glob("process_*")
     assert sorted(p.name for p in saved) == ["process_0-of-2.json", "process_1-of-2.json"]
-    two, one = checkpoint.load_model(tmp_path / "two"), checkpoint.load_model(tmp_path / "one")
+    monkeypatch.chdir(tmp_path)  # a run named relative to the current directory loads too
+    two, one = checkpoint.load_model("two"), checkpoint.load_model(tmp_path / "one")
     for a, b in zip(jax.tree.leaves(nnx.state(two)), jax.tree.leaves(nnx.state(one))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 

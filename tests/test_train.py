@@ -132,11 +132,12 @@ def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
     assert np.isfinite(float(eval_step(state["params"], parallel.global_batch(data[1], mesh))["dice"]))
 
 
-def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets():
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets(stage):
     from configs import default_model
     from universeg_jax.data.tasks import DEFAULT_HELD_OUT
 
-    config = default_model.get_config()
+    config = default_model.get_config(stage)
     trained_on = {name.partition("/")[0] for name in train.dataset_names(config.data.datasets)}
     assert set(train.dataset_names(config.data.held_out)) == set(DEFAULT_HELD_OUT)
     assert trained_on and not trained_on & set(DEFAULT_HELD_OUT)
@@ -152,3 +153,38 @@ def test_held_out_evaluation_caps_its_support_at_what_the_held_out_tasks_hold():
     assert batch["support_images"].shape[1] == 3
     with pytest.raises(ValueError, match="no task with 2 or more subjects"):
         train.held_out_support_size(FakeTaskStore({"fake_c": 1}, subjects=1), config)
+
+
+def test_init_weights_start_training_from_saved_parameters_of_the_same_architecture(tmp_path):
+    import jax
+    from flax import nnx
+
+    from universeg_jax import weights
+
+    saved = train.create_model(tiny_config(**{"model.encoder_blocks": (8, 8)}))
+    path = weights.save(saved, tmp_path / "start.safetensors")
+    config = tiny_config(**{"train.init_weights": str(path)})
+    config.seed = 1  # random parameters would differ from the saved ones
+    _, params = train.initial_params(config, train.create_model(config))
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(nnx.state(saved)), strict=True):
+        np.testing.assert_array_equal(got, want)
+    other = tiny_config(**{"train.init_weights": str(path), "model.encoder_blocks": (8, 16)})
+    with pytest.raises(ValueError, match="train.init_weights=.*different architecture"):
+        train.initial_params(other, train.create_model(other))
+    missing = tiny_config(**{"train.init_weights": str(tmp_path / "none.safetensors")})
+    with pytest.raises(FileNotFoundError, match="none.safetensors"):
+        train.initial_params(missing, train.create_model(missing))
+
+
+def test_held_out_support_fits_every_held_out_dataset():
+    from types import SimpleNamespace
+
+    def task(dataset, subjects):
+        return SimpleNamespace(dataset=dataset, subjects=[f"s{k}" for k in range(subjects)])
+
+    config = tiny_config(**{"data.support_size": 8})
+    store = SimpleNamespace(tasks=[task("nuclei", 40), task("skull", 5), task("skull", 3)])
+    assert train.held_out_support_size(store, config) == 4  # skull's largest task: a query and 4 support slabs
+    store = SimpleNamespace(tasks=[task("nuclei", 40), task("single", 1)])
+    with pytest.raises(ValueError, match="held-out dataset 'single'"):
+        train.held_out_support_size(store, config)

