@@ -188,3 +188,12 @@ def test_held_out_support_fits_every_held_out_dataset():
     store = SimpleNamespace(tasks=[task("nuclei", 40), task("single", 1)])
     with pytest.raises(ValueError, match="held-out dataset 'single'"):
         train.held_out_support_size(store, config)
+
+
+def test_default_model_stage2_starts_from_stage1_and_unknown_stages_fail():
+    from configs import default_model
+
+    assert default_model.get_config().train.init_weights == "runs/default_model_stage1"
+    assert default_model.get_config("stage1").train.init_weights == ""
+    with pytest.raises(ValueError, match="unknown default-model stage 'stage3'"):
+        default_model.get_config("stage3")
