@@ -172,8 +172,11 @@ def test_init_weights_start_training_from_saved_parameters_of_the_same_architect
     with pytest.raises(ValueError, match="train.init_weights=.*different architecture"):
         train.initial_params(other, train.create_model(other))
     missing = tiny_config(**{"train.init_weights": str(tmp_path / "none.safetensors")})
-    with pytest.raises(FileNotFoundError, match="none.safetensors"):
+    with pytest.raises(FileNotFoundError, match="config train.init_weights: .*none.safetensors"):
         train.initial_params(missing, train.create_model(missing))
+    # A run that resumes never reads them (its checkpoint has the parameters).
+    _, random_params = train.initial_params(missing, train.create_model(missing), resuming=True)
+    assert jax.tree.structure(random_params) == jax.tree.structure(params)
 
 
 def test_held_out_support_fits_every_held_out_dataset():
@@ -197,3 +200,13 @@ def test_default_model_stage2_starts_from_stage1_and_unknown_stages_fail():
     assert default_model.get_config("stage1").train.init_weights == ""
     with pytest.raises(ValueError, match="unknown default-model stage 'stage3'"):
         default_model.get_config("stage3")
+
+
+def test_has_checkpoint_sees_finished_saves_only(tmp_path):
+    from universeg_jax import checkpoint
+
+    assert not checkpoint.has_checkpoint(tmp_path)
+    (tmp_path / "checkpoints" / "20.orbax-checkpoint-tmp-1").mkdir(parents=True)
+    assert not checkpoint.has_checkpoint(tmp_path)  # an interrupted save
+    (tmp_path / "checkpoints" / "20").mkdir()
+    assert checkpoint.has_checkpoint(tmp_path)

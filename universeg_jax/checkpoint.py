@@ -32,6 +32,12 @@ def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
     return (workdir if workdir.is_absolute() else epath.Path(workdir.resolve())) / "checkpoints"
 
 
+def has_checkpoint(workdir: epath.PathLike) -> bool:
+    """Whether ``workdir`` holds a finished checkpoint, i.e. a run to resume (unfinished saves end in -tmp-...)."""
+    directory = checkpoint_dir(workdir)
+    return directory.exists() and any(p.name.isdigit() for p in directory.iterdir())
+
+
 def make_manager(workdir: epath.PathLike, *, save_every: int, keep_last: int, keep_every: int = 0
                  ) -> ocp.CheckpointManager:
     """Saves every ``save_every`` steps and on preemption; keeps the newest ``keep_last`` checkpoints and,

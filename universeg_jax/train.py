@@ -188,14 +188,18 @@ def create_model(config: ml_collections.ConfigDict) -> UniverSeg:
     )
 
 
-def initial_params(config: ml_collections.ConfigDict, model: UniverSeg):
-    """(graphdef, parameters) to train from: the model's random ones, or those of ``config.train.init_weights``."""
+def initial_params(config: ml_collections.ConfigDict, model: UniverSeg, *, resuming: bool = False):
+    """(graphdef, parameters) to train from: the model's random ones, or those of ``config.train.init_weights``
+    (not read when ``resuming``: the run's checkpoint replaces them, and they may be gone by then)."""
     graphdef, params = nnx.split(model)
-    if not config.train.init_weights:
+    if not config.train.init_weights or resuming:
         return graphdef, params
     from universeg_jax.inference import load_model
 
-    loaded = nnx.state(load_model(config.train.init_weights))
+    try:
+        loaded = nnx.state(load_model(config.train.init_weights))
+    except (FileNotFoundError, ValueError) as error:
+        raise type(error)(f"config train.init_weights: {error}") from error
     shapes = jax.tree.map(jnp.shape, params)
     if jax.tree.structure(loaded) != jax.tree.structure(params) or jax.tree.map(jnp.shape, loaded) != shapes:
         raise ValueError(
@@ -358,6 +362,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
     parallel.log_layout()
+    # Before any data is built, so that a wrong init_weights fails at once.
+    graphdef, params = initial_params(config, create_model(config), resuming=checkpoint.has_checkpoint(workdir))
     if train_store is None:
         train_store, eval_store = load_stores(config)
     if config.train.eval_every and eval_store is None:
@@ -372,7 +378,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     if jax.process_index() == 0:
         checkpoint.write_config(workdir, config.to_dict())
 
-    graphdef, params = initial_params(config, create_model(config))
     schedule = learning_rate_schedule(config)
     tx = make_optimizer(config, schedule)
     train_step, eval_step = make_steps(graphdef, tx, schedule, config, mesh)
