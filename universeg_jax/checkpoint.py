@@ -33,9 +33,10 @@ def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
 
 
 def has_checkpoint(workdir: epath.PathLike) -> bool:
-    """Whether ``workdir`` holds a finished checkpoint, i.e. a run to resume (unfinished saves end in -tmp-...)."""
+    """Whether ``workdir`` holds a finalized checkpoint (orbax's rule: not an interrupted save), i.e. a run to
+    resume."""
     directory = checkpoint_dir(workdir)
-    return directory.exists() and any(p.name.isdigit() for p in directory.iterdir())
+    return directory.exists() and bool(ocp.utils.checkpoint_steps(directory))
 
 
 def make_manager(workdir: epath.PathLike, *, save_every: int, keep_last: int, keep_every: int = 0

@@ -200,8 +200,9 @@ def initial_params(config: ml_collections.ConfigDict, model: UniverSeg, *, resum
         loaded = nnx.state(load_model(config.train.init_weights))
     except (FileNotFoundError, ValueError) as error:
         raise type(error)(f"config train.init_weights: {error}") from error
-    shapes = jax.tree.map(jnp.shape, params)
-    if jax.tree.structure(loaded) != jax.tree.structure(params) or jax.tree.map(jnp.shape, loaded) != shapes:
+    if jax.tree.structure(loaded) != jax.tree.structure(params) or (
+        jax.tree.map(jnp.shape, loaded) != jax.tree.map(jnp.shape, params)
+    ):
         raise ValueError(
             f"config train.init_weights={config.train.init_weights!r} holds a different architecture than "
             f"config.model (encoder_blocks={tuple(config.model.encoder_blocks)}, "
