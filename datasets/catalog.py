@@ -12,6 +12,8 @@ from universeg_datasets import registry
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
 FIELDS = ("name", "domain", "modalities", "labels", "dims", "url", "access", "builders")
+# Every entry also has either "layout_source" (the official page or repository the builders' file layout
+# comes from) or "reason" (why its public distribution cannot become segmentation tasks).
 
 
 def load_catalog(path: Path = CATALOG_FILE) -> list[dict]:
@@ -31,17 +33,24 @@ def load_catalog(path: Path = CATALOG_FILE) -> list[dict]:
         unknown = [b for b in entry["builders"] if b not in registry.BUILDERS]
         if unknown:
             raise ValueError(f"catalog {path}: {entry['name']!r} names unknown builders {unknown}")
+        if entry["builders"] and not entry.get("layout_source"):
+            raise ValueError(f"catalog {path}: {entry['name']!r} has builders but no 'layout_source'")
+        if not entry["builders"] and not entry.get("reason"):
+            raise ValueError(f"catalog {path}: {entry['name']!r} has neither builders nor a 'reason' why none exists")
     return entries
 
 
 def markdown_table(entries: list[dict]) -> str:
-    """One row per dataset; the status column names its builder(s) or says none exists yet."""
+    """One row per dataset; the last column names its builder(s) and the layout's source, or why none exists."""
     lines = [
-        "| dataset | domain | modalities | labels | 2D/3D | access | builder |",
+        "| dataset | domain | modalities | labels | 2D/3D | access | builder (layout source) |",
         "|---|---|---|---|---|---|---|",
     ]
     for e in sorted(entries, key=lambda e: e["name"].lower()):
-        status = ", ".join(f"`{b}`" for b in e["builders"]) if e["builders"] else "not yet"
+        if e["builders"]:
+            status = ", ".join(f"`{b}`" for b in e["builders"]) + f" ([layout]({e['layout_source']}))"
+        else:
+            status = f"none: {e.get('reason') or 'not yet'}"
         lines.append(
             f"| [{e['name']}]({e['url']}) | {e['domain']} | {', '.join(e['modalities'])} | "
             f"{', '.join(e['labels'])} | {e['dims']} | {e['access']} | {status} |"

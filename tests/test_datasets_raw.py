@@ -28,7 +28,49 @@ EXPECTED = {
     "stare": (("fundus",), ("vessel",), (0,), {"im0001", "im0002"}),
     "wbc": (("jtsc", "cellavision"), ("nucleus", "cytoplasm"), (0,), {"jtsc001", "jtsc002", "cellavision001", "cellavision002"}),
     **{name: (modalities, labels, AXES_3D, {"case_001", "case_002"}) for name, (_, modalities, labels) in dummy.MSD_TASKS.items()},
+    # Table-defined builders (universeg_datasets.raw.volumes / images2d), on the files of raw.fakes.FAKES.
+    "amos": (("ct", "mri"), ("spleen", "liver", "prostate_uterus"), AXES_3D, {"amos_0001", "amos_0507"}),  # 0507: MRI
+    "brats2021": (("flair", "t1", "t1ce", "t2"), ("necrotic_tumour_core", "edema", "enhancing_tumour"), AXES_3D,
+                  {"00000", "00002"}),
+    "btcv": (("ct",), ("liver", "spleen", "left_adrenal_gland"), AXES_3D, {"0001", "0002"}),
+    "brain_development": (("t1",), ("region03", "region17", "region83"), AXES_3D,
+                          {"Hammers_mith-n30r83_a01", "Hammers_mith-n30r83_a02"}),
+    "cdemris": (("lge_mri_pre", "lge_mri_post"), ("left_atrium",), AXES_3D, {"p1", "p2"}),
+    "feta": (("t2",), ("external_csf", "white_matter", "brainstem"), AXES_3D, {"001", "002"}),
+    "isles2017": (("ADC", "MTT", "TTP", "Tmax", "rCBF", "rCBV"), ("stroke_lesion",), AXES_3D, {"training_1", "training_2"}),
+    "lits": (("ct",), ("liver", "tumour"), AXES_3D, {"volume-0", "volume-1"}),
+    "luna16": (("ct",), ("left_lung", "right_lung", "trachea"), AXES_3D,
+               {f"1.3.6.1.4.1.14519.5.2.1.6279.6001.{n}" for n in ("100225287222365663678666836860",
+                                                                     "100332161840553388986847034053")}),
+    "mm_whs": (("ct", "mr"), ("lv_myocardium", "lv_blood_cavity", "pulmonary_artery"), AXES_3D,
+               {"ct_1001", "ct_1002", "mr_1001", "mr_1002"}),
+    "mnms": (("cine_mri",), ("left_ventricle", "myocardium", "right_ventricle"), AXES_3D, {"A0S9V9", "A1D0Q7"}),
+    "promise12": (("t2",), ("prostate",), AXES_3D, {"Case00", "Case01"}),
+    "segthor": (("ct",), ("heart", "aorta"), AXES_3D, {"01", "02"}),
+    "smir": (("ct",), ("vertebrae",), AXES_3D, {"001", "002"}),
+    "spineweb": (("t2",), ("intervertebral_disc",), AXES_3D, {"01", "02"}),
+    "verse": (("ct",), ("L1", "L5", "T13"), AXES_3D, {"verse004", "verse500"}),
+    "wmh": (("flair", "t1"), ("white_matter_hyperintensities",), AXES_3D, {"0", "2"}),
+    "word": (("ct",), ("liver", "colon", "right_femur_head"), AXES_3D, {"word_0001", "word_0002"}),
+    "lgg_flair": (("pre_contrast", "flair", "post_contrast"), ("flair_abnormality",), AXES_3D,
+                  {"TCGA_CS_4941_19960909", "TCGA_DU_5851_19950428"}),
+    "brain_met_share": (("t1_gradient_echo_post", "t1_spin_echo_pre", "t1_spin_echo_post", "flair"), ("metastases",),
+                        AXES_3D, {"Mets_000", "Mets_002"}),
+    "bbbc003": (("dic",), ("embryo",), (0,), {"7_19_M1E1", "7_19_M1E2"}),
+    "bbbc038": (("microscopy",), ("nuclei",), (0,), {"00071198d059ba7f", "003cee89357d9fe1"}),
+    "bus": (("ultrasound",), ("lesion",), (0,), {"000001", "000002"}),
+    "camus": (("echo_2CH", "echo_4CH"), ("left_ventricle", "myocardium", "left_atrium"), (0,), {"patient0001", "patient0002"}),
+    "consep": (("he",), ("fibroblast", "inflammatory", "malignant_epithelial"), (0,), {"train_1", "test_1"}),
+    "eophtha": (("fundus",), ("exudates", "microaneurysms"), (0,), {"E0000404", "E0000043"}),  # healthy/: no labels
+    "feto_plac": (("fetoscopy",), ("vessels",), (0,), {"video01", "video02"}),
+    "idrid": (("fundus",), ("microaneurysms", "haemorrhages", "hard_exudates", "soft_exudates", "optic_disc"), (0,),
+              {"IDRiD_01", "IDRiD_55"}),  # IDRiD_55 has no soft-exudate file
+    "kvasir_seg": (("endoscopy",), ("polyp",), (0,), {"cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"}),
+    "octa500": (("OCTA_FULL", "OCT_FULL"), ("vessels", "foveal_avascular_zone"), (0,), {"10001", "10002"}),
+    "rose": (("octa_SVC", "octa_SVC_DVC", "octa_rose2"), ("vessels",), (0,), {"rose1_01", "rose1_02", "rose2_01", "rose2_02"}),
 }
+# Examples each fake layout gives (checks that no image is dropped or read twice).
+EXAMPLES = {"idrid": 9, "mnms": 36, "camus": 18, "eophtha": 4, "feto_plac": 4, "consep": 6, "isles2017": 36}
 
 
 def build(name, tmp_path, data="data", config="size64"):
@@ -54,6 +96,8 @@ def test_raw_builder_gives_documented_examples(name, tmp_path):
     index = json.loads((builder.data_path / "task_index.json").read_text())
     assert set(index["tasks"]) == {standardize.task_id(name, m, l, a) for m in modalities for l in labels for a in axes}
     assert set(index["example_subject"]) == subjects
+    if name in EXAMPLES:
+        assert len(index["example_task"]) == EXAMPLES[name]
     for example in read_all(builder.data_path):
         assert example["image"].max() > example["image"].min()  # a real image, not a constant
 

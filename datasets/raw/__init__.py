@@ -1,1 +1,26 @@
-"""Builders for MegaMedical source datasets, reading the raw files a user downloaded (TFDS manual_dir)."""
+"""Raw MegaMedical builders: the module of every builder (imported on demand through the registry).
+
+One module per builder for the first datasets; the later ones are table entries of shared builders
+(``layout.define``), grouped by the reader family they need.
+"""
+
+MSD_TASKS = ("brain_tumour", "heart", "liver", "hippocampus", "prostate", "lung", "pancreas", "hepatic_vessel",
+             "spleen", "colon")  # fmt: skip
+# module (inside universeg_datasets.raw) -> the builders it defines
+MODULES = {
+    "acdc": ("acdc",),
+    "busi": ("busi",),
+    "drive": ("drive",),
+    "isic2018": ("isic2018",),
+    "kits19": ("kits19",),
+    "oasis_neurite": ("oasis_neurite",),
+    "pan_dental": ("pan_dental",),
+    "stare": ("stare",),
+    "wbc": ("wbc",),
+    "msd": tuple(f"msd_{task}" for task in MSD_TASKS),
+    "volumes": ("amos", "brats2021", "btcv", "brain_development", "cdemris", "feta", "isles2017", "lits", "luna16",
+                "mm_whs", "mnms", "promise12", "segthor", "smir", "spineweb", "verse", "wmh", "word", "lgg_flair",
+                "brain_met_share"),
+    "images2d": ("bbbc003", "bbbc038", "bus", "camus", "consep", "eophtha", "feto_plac", "idrid", "kvasir_seg",
+                 "octa500", "rose"),
+}  # fmt: skip

@@ -9,23 +9,35 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from universeg_datasets import base, readers, standardize
+from universeg_datasets import base, standardize
+from universeg_datasets.raw import formats
 from universeg_jax import preprocess
 
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-    """One image file (2D, 3D, or 3D with channels) with its label file(s) (several are merged)."""
+    """One image (2D, 3D, or 3D with channels) with its label file(s) (several are merged by maximum).
+
+    ``image`` and each label are a ``Path`` (read by suffix) or a source object of ``formats`` (slices,
+    channels, array items, RLE masks, polygons, video frames). ``layers`` are labels stored one binary mask
+    per label (IDRiD's lesion files, CheXplanation's RLE masks): each gives the task ``name``; a layer whose
+    source is None (that lesion is absent from the image) gives no example. ``frames``: the last axis of
+    image and label is time; every frame whose label is not empty is one view (M&Ms, HMC-QU).
+    """
 
     subject: str
-    image: Path
-    labels: tuple[Path, ...]
+    image: Any
+    labels: tuple[Any, ...]
     modalities: tuple[str, ...]  # one name per image channel (2D colour images count as one)
     label_values: Mapping[str, int | None]  # label name -> value in the label map (None: any non-zero)
     source: str = ""  # unique id when a subject has several images; defaults to the subject
+    layers: tuple[tuple[str, Any], ...] = ()
+    frames: bool = False
+    threshold: float | None = None  # labels >= threshold are foreground (lossy JPEG masks), applied first
 
 
 class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
@@ -53,7 +65,22 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
             yield from self._pair_examples(pair)
 
     def _pair_examples(self, pair: Pair) -> Iterator[tuple[str, dict]]:
-        image, label = self._read_pair(pair)
+        image, label_sets = self._read_pair(pair)
+        for frame, (frame_image, frame_labels) in self._frames(pair, image, label_sets):
+            source = (pair.source or pair.subject) + (f"@t{frame}" if frame is not None else "")
+            yield from self._image_examples(pair, frame_image, frame_labels, source)
+
+    def _frames(self, pair: Pair, image, label_sets):
+        """(frame index or None, (image, label sets)) per frame: one item unless ``pair.frames``."""
+        if not pair.frames:
+            yield None, (image, label_sets)
+            return
+        for t in range(image.shape[-1]):
+            frame_labels = [(values, label[..., t]) for values, label in label_sets]
+            if any(label.any() for _, label in frame_labels):
+                yield t, (image[..., t], frame_labels)
+
+    def _image_examples(self, pair: Pair, image, label_sets, source: str) -> Iterator[tuple[str, dict]]:
         if self.VOLUMETRIC and image.ndim == 4:  # one modality per channel, e.g. MSD's FLAIR/T1w/T1gd/T2w
             images = [image[..., c] for c in range(image.shape[-1])]
         else:  # a 2D colour image is one modality: it becomes grayscale
@@ -64,34 +91,46 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
                 f"name(s) {pair.modalities} were given"
             )
         for modality, channel in zip(pair.modalities, images):
-            if self.VOLUMETRIC:
-                views = standardize.volume_views(channel, label, self.builder_config.slices)
-            else:
-                views = [standardize.View(channel, label)]
-            for view in views:
-                yield from standardize.view_examples(
-                    view,
-                    pair.label_values,
-                    dataset=self.name,
-                    modality=modality,
-                    subject=pair.subject,
-                    source=pair.source or pair.subject,
-                    size=self.builder_config.size,
-                )
+            for label_values, label in label_sets:
+                if self.VOLUMETRIC:
+                    views = standardize.volume_views(channel, label, self.builder_config.slices)
+                else:
+                    views = [standardize.View(channel, label)]
+                for view in views:
+                    yield from standardize.view_examples(
+                        view,
+                        label_values,
+                        dataset=self.name,
+                        modality=modality,
+                        subject=pair.subject,
+                        source=source,
+                        size=self.builder_config.size,
+                    )
 
-    def _read_pair(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-        """The image and its label map (several label files merged by maximum), checked to match."""
-        read = readers.read_volume if self.VOLUMETRIC else readers.read_image
-        spatial = 3 if self.VOLUMETRIC else 2
-        image = read(pair.image)
+    def _read_pair(self, pair: Pair) -> tuple[np.ndarray, list[tuple[Mapping[str, int | None], np.ndarray]]]:
+        """The image and its label sets ``[(label values, label map)]``: the merged ``labels`` (if any) and
+        one binary map per layer, each checked to match the image's grid."""
+        image = formats.load(pair.image, self.VOLUMETRIC)
+        spatial = (3 if self.VOLUMETRIC else 2) + (1 if pair.frames else 0)
         label = None
         for path in pair.labels:
-            one = read(path)
-            if not self.VOLUMETRIC:
-                one = preprocess.label_to_2d(one, name=f"label file {path}")
-            standardize.check_same_size(image, one, str(pair.image), str(path), ndim=spatial)
+            one = self._read_label(pair, path, image, spatial)
             label = one if label is None else np.maximum(label, one)
-        return image, np.rint(label).astype(np.int32)
+        label_sets = [] if label is None else [(pair.label_values, np.rint(label).astype(np.int32))]
+        for name, source in pair.layers:
+            if source is not None:
+                layer = self._read_label(pair, source, image, spatial)
+                label_sets.append(({name: None}, np.rint(layer).astype(np.int32)))
+        return image, label_sets
+
+    def _read_label(self, pair: Pair, source, image: np.ndarray, spatial: int) -> np.ndarray:
+        one = formats.load(source, self.VOLUMETRIC, like=image)
+        if pair.threshold is not None:
+            one = (one.max(axis=-1) if one.ndim > spatial else one) >= pair.threshold
+        if not self.VOLUMETRIC and not pair.frames:
+            one = preprocess.label_to_2d(one, name=f"label file {source}")
+        standardize.check_same_size(image, one, str(pair.image), str(source), ndim=spatial)
+        return one
 
 
 def label_path(image: Path, expected: Path) -> Path:

@@ -17,6 +17,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from universeg_datasets.raw import fakes
+
 SHAPE_2D = (40, 48)
 SHAPE_3D = (20, 24, 16)
 # MSD task folder, channel names and label names, as in each task's dataset.json.
@@ -179,6 +181,7 @@ WRITERS = {
     "stare": _stare,
     "wbc": _wbc,
     **{name: _msd(name) for name in MSD_TASKS},
+    **fakes.WRITERS,  # the table-defined datasets
 }
 
 
