@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from universeg_datasets import base, bundled, readers, standardize
 
@@ -14,6 +15,11 @@ class Mni152Tissue(base.TaskBuilder):
     """Grey matter, white matter and whole-brain (grey or white) masks of the MNI152 ICBM 2009a symmetric
     T1 template, from its tissue probability maps thresholded at 0.5. One template, so each slice is its
     own subject (``mni152@<slice>``)."""
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
+    }
 
     BUILDER_CONFIGS = base.size_configs(slices=72)
     HOMEPAGE = "https://nist.mni.mcgill.ca/icbm-152-nonlinear-atlases-2009/"

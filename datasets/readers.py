@@ -11,6 +11,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from universeg_jax import preprocess
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 # Palette, bilevel and grey+alpha images become grey levels; other colour spaces become RGB.
 TO_GRAY_MODES = ("P", "PA", "1", "LA")
@@ -52,16 +54,14 @@ def read_image(path: Path) -> np.ndarray:
 def read_volume(path: Path) -> np.ndarray:
     """A NIfTI volume, reoriented to the closest canonical (RAS) axes, as float32 ``(X,Y,Z)`` or ``(X,Y,Z,C)``.
 
-    Canonical orientation makes "axis 0/1/2" mean sagittal/coronal/axial for every source.
+    Canonical orientation makes "axis 0/1/2" mean sagittal/coronal/axial for every source. Read with
+    ``universeg_jax.preprocess.canonical_volume``, the function inference reads query volumes with.
     """
     path = require_file(Path(path), "NIfTI file")
     try:
-        volume = nib.as_closest_canonical(nib.load(path))
-        array = np.asarray(volume.dataobj, dtype=np.float32)
+        array, _ = preprocess.canonical_volume(nib.load(path), name=str(path))
     except Exception as err:
         raise ValueError(f"cannot read NIfTI file {path}: {err}") from err
-    if array.ndim == 4 and array.shape[-1] == 1:
-        array = array[..., 0]
     if array.ndim not in (3, 4):
         raise ValueError(f"NIfTI file {path} has shape {array.shape}; expected a 3D volume (X, Y, Z[, C])")
     if not np.isfinite(array).all():

@@ -3,6 +3,12 @@
 A *view* is one 2D image with its label map: a whole 2D image, or a slice of a volume along one of its
 three axes. Every (dataset, modality, label, axis) is one binary task; one view gives one example per
 label. Images are stored as uint8 (0..255, i.e. [0, 1] in steps of 1/255) and labels as uint8 {0, 1}.
+
+Images go through ``universeg_jax.preprocess``, the code inference uses: a 2D source image is normalised on its
+own (``standardize_image``); a slice of a volume is normalised with the intensity range of its whole volume
+(``preprocess.NORMALIZATION_SCOPE``, chosen by the held-out comparison in docs/inference.md) and resized by
+``standardize_slices``. Volumes are read in RAS order (``readers.read_volume``), so axis 0/1/2 are
+sagittal/coronal/axial.
 """
 
 from __future__ import annotations
@@ -41,6 +47,16 @@ class View:
     label: np.ndarray
     axis: int = 0
     slice_index: int = -1  # -1: a 2D source image, not a slice
+    # The (low, high) intensity range of the whole volume a slice comes from (``volume_range``); None: the
+    # image is normalised on its own.
+    intensity_range: tuple[float, float] | None = None
+
+
+def volume_range(volume: np.ndarray) -> tuple[float, float] | None:
+    """The intensity range slices of ``volume`` are normalised with (None when the scope is per slice)."""
+    if preprocess.NORMALIZATION_SCOPE == "volume":
+        return preprocess.intensity_range(volume)
+    return None
 
 
 def slice_indices(length: int, count: int, span: float = DEFAULT_SPAN) -> list[int]:
@@ -58,10 +74,12 @@ def slice_indices(length: int, count: int, span: float = DEFAULT_SPAN) -> list[i
 
 
 def volume_views(image: np.ndarray, label: np.ndarray, slices: int = 1, span: float = DEFAULT_SPAN) -> Iterator[View]:
-    """Views of a 3D ``image`` and its ``label`` map: ``slices`` slices along each of the three axes."""
+    """Views of a 3D ``image`` and its ``label`` map: ``slices`` slices along each of the three axes, each with
+    the intensity range of the whole volume."""
+    intensity_range = volume_range(image)
     for axis in range(3):
         for index in slice_indices(image.shape[axis], slices, span):
-            yield View(take_slice(image, index, axis), take_slice(label, index, axis), axis, index)
+            yield View(take_slice(image, index, axis), take_slice(label, index, axis), axis, index, intensity_range)
 
 
 def take_slice(volume: np.ndarray, index: int, axis: int) -> np.ndarray:
@@ -83,9 +101,18 @@ def binarize(label_map: np.ndarray, value: int | None) -> np.ndarray:
     return label_map > 0 if value is None else label_map == value
 
 
-def encode_image(image: np.ndarray, size: int) -> np.ndarray:
-    """``(H,W)``/``(H,W,C)`` image -> ``(size,size,1)`` uint8 (grayscale, intensities normalised to 0..255)."""
-    standard = preprocess.standardize_image(image, (size, size))
+def encode_image(image: np.ndarray, size: int, intensity_range: tuple[float, float] | None = None) -> np.ndarray:
+    """``(H,W)``/``(H,W,C)`` image -> ``(size,size,1)`` uint8 (grayscale, intensities normalised to 0..255).
+
+    ``intensity_range``: the range of the volume a slice comes from (normalised with it, as inference does);
+    None: a 2D image normalised on its own.
+    """
+    if intensity_range is None:
+        standard = preprocess.standardize_image(image, (size, size))
+    else:
+        standard = preprocess.standardize_slices(
+            image[None], (size, size), scope="volume", volume_range=intensity_range
+        )[0]
     return np.round(standard * 255.0).astype(np.uint8)[..., None]
 
 
@@ -119,7 +146,7 @@ def view_examples(
         if skip_empty and not encoded_mask.any():
             continue
         if image is None:  # standardise the image once for all its labels
-            image = encode_image(view.image, size)
+            image = encode_image(view.image, size, view.intensity_range)
         task = task_id(dataset, modality, label_name, view.axis)
         key = f"{task}|{source or subject}|{view.slice_index}"
         yield key, {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tensorflow_datasets as tfds
+
 from universeg_datasets.raw.common import Pair, RawTaskBuilder, files, label_path, manual_instructions
 
 LABELS = {"right_ventricle": 1, "myocardium": 2, "left_ventricle": 3}
@@ -9,6 +11,11 @@ LABELS = {"right_ventricle": 1, "myocardium": 2, "left_ventricle": 3}
 
 class Acdc(RawTaskBuilder):
     """ACDC short-axis cine MRI at end-diastole and end-systole with their label maps (3D volumes)."""
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
+    }
 
     RAW_FOLDER = "ACDC"
     VOLUMETRIC = True

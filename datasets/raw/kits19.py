@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tensorflow_datasets as tfds
+
 from universeg_datasets.raw.common import Pair, RawTaskBuilder, files, label_path, manual_instructions
 
 LABELS = {"kidney": 1, "tumor": 2}
@@ -10,6 +12,11 @@ LABELLED_CASES = 210  # case_00000 .. case_00209 have segmentations; later cases
 
 class Kits19(RawTaskBuilder):
     """KiTS19 abdominal CT with kidney (1) and tumour (2) labels, the 210 labelled cases."""
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
+    }
 
     RAW_FOLDER = "kits19"
     VOLUMETRIC = True

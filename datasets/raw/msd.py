@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import tensorflow_datasets as tfds
+
 from universeg_datasets.raw.common import Pair, RawTaskBuilder, files, label_path, manual_instructions
 from universeg_datasets.readers import require_file
 
@@ -16,6 +18,11 @@ HOMEPAGE = "http://medicaldecathlon.com/"
 
 class MsdTask(RawTaskBuilder, skip_registration=True):
     """Base of the MSD builders: subclasses set ``RAW_FOLDER`` (e.g. ``Task04_Hippocampus``)."""
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
+    }
 
     VOLUMETRIC = True
     HOMEPAGE = HOMEPAGE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tensorflow_datasets as tfds
+
 from universeg_datasets.raw.common import Pair, RawTaskBuilder, files, label_path, manual_instructions
 
 SEG4 = {"cortex": 1, "subcortical_grey_matter": 2, "white_matter": 3, "csf": 4}
@@ -9,6 +11,11 @@ SEG4 = {"cortex": 1, "subcortical_grey_matter": 2, "white_matter": 3, "csf": 4}
 
 class OasisNeurite(RawTaskBuilder):
     """OASIS-1 T1 MRI (skull-stripped, affinely aligned) with 4 tissue classes (aligned_seg4)."""
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
+    }
 
     RAW_FOLDER = "neurite-oasis"
     VOLUMETRIC = True
