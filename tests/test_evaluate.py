@@ -169,10 +169,19 @@ def test_evaluate_is_reproducible_and_complete(tiny_model, fake_store):
     k1 = {key(r): r["dice"] for r in ensemble if r["ensemble"] == 1}
     assert k1 == {key(r): r["dice"] for r in sweep if r["support_size"] == config.ensemble_support_size}
     assert [q["task"] for q in first.qualitative] == [t.id for t in fake_store.tasks[:2]]
-    # summary lookup: the overall mean equals the mean over tasks of the per-task means
-    task_means = [first.summary_row("intensity", 4, scope="task", name=t.id)["dice_mean"] for t in fake_store.tasks]
-    assert first.summary_row("intensity", 4)["dice_mean"] == pytest.approx(np.mean(task_means))
+    # summary lookup: the mean over all tasks is the mean of the per-task means; the headline (default) is the mean
+    # over datasets of the per-dataset means (fake_a has 2 tasks, fake_b 1: they weigh the same)
+    task_means = {t.id: first.summary_row("intensity", 4, scope="task", name=t.id)["dice_mean"] for t in fake_store.tasks}
+    assert first.summary_row("intensity", 4, scope="all")["dice_mean"] == pytest.approx(np.mean(list(task_means.values())))
+    dataset_means = [np.mean([m for task, m in task_means.items() if task.startswith(d + "/")]) for d in ("fake_a", "fake_b")]
+    assert first.summary_row("intensity", 4, scope="dataset", name="fake_a")["dice_mean"] == pytest.approx(dataset_means[0])
+    headline = first.summary_row("intensity", 4)
+    assert (headline["scope"], headline["datasets"], headline["tasks"]) == ("datasets", 2, 3)
+    assert headline["dice_mean"] == pytest.approx(np.mean(dataset_means))
     assert first.summary_row("universeg", 2, ensemble=2)["experiment"] == "ensemble"
+    table = E.headline_table(first).splitlines()  # what run() logs
+    assert table[0].split() == ["method", "N=1", "N=2", "N=4"] and [t.split()[0] for t in table[1:]] == first.methods
+    assert float(table[3].split()[3]) == pytest.approx(headline["dice_mean"], abs=5e-4)  # intensity at N=4
     with pytest.raises(KeyError, match="support_size=64"):
         first.summary_row("intensity", 64)
 
@@ -192,6 +201,30 @@ def test_summary_aggregates_tasks_and_draws_exactly():
     assert overall["dice_std_draws"] == pytest.approx(0.15)  # draw means 0.4 and 0.7
     assert (overall["tasks"], overall["draws"]) == (2, 2)
     assert summary["dataset", "d"]["dice_mean"] == pytest.approx(0.55)
+    assert summary["datasets", "all"]["dice_mean"] == pytest.approx(0.55)  # one dataset: the same
+
+
+def test_the_headline_weighs_datasets_equally_whatever_their_number_of_tasks():
+    """Dataset d1 has three tasks at mean Dice 0.8, 0.9 and 1.0, d2 one task at 0.1; each draw moves every task by
+    -0.05 or +0.05. Over all tasks 0.7, over datasets 0.5."""
+    rows = [
+        {"experiment": "support_size", "method": "m", "support_size": 1, "ensemble": 1, "task": task,
+         "dataset": dataset, "draw": draw, "dice": mean + shift}
+        for task, dataset, mean in [("a", "d1", 0.8), ("b", "d1", 0.9), ("c", "d1", 1.0), ("z", "d2", 0.1)]
+        for draw, shift in ((0, -0.05), (1, 0.05))
+    ]
+    summary = {(s["scope"], s["name"]): s for s in E.summarize(rows)}
+    assert summary["all", "all"]["dice_mean"] == pytest.approx(0.7)
+    headline = summary["datasets", "all"]
+    assert headline["dice_mean"] == pytest.approx(0.5)  # (0.9 + 0.1) / 2
+    assert headline["dice_std_datasets"] == pytest.approx(0.4)
+    assert headline["dice_std_draws"] == pytest.approx(0.05)  # draw means 0.45 and 0.55
+    assert (headline["tasks"], headline["datasets"], headline["draws"]) == (4, 2, 2)
+    assert summary["dataset", "d1"]["dice_std_datasets"] == 0.0
+    # a dataset too small for a support size drops out of that size's headline, and the row says so
+    rows.append({**rows[0], "support_size": 8, "dice": 0.6})
+    large = next(s for s in E.summarize(rows) if s["scope"] == "datasets" and s["support_size"] == 8)
+    assert (large["dice_mean"], large["datasets"], large["tasks"], large["draws"]) == (pytest.approx(0.6), 1, 1, 1)
 
 
 def test_model_predictor_matches_the_model_for_any_number_of_queries(tiny_model, fake_store):
@@ -223,7 +256,7 @@ def test_run_writes_all_files_atomically(tmp_path, tiny_model, fake_store):
     with open(out / "results.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(report.rows)
     with open(out / "summary.csv", newline="") as f:
-        assert {r["scope"] for r in csv.DictReader(f)} == {"task", "dataset", "all"}
+        assert {r["scope"] for r in csv.DictReader(f)} == {"task", "dataset", "all", "datasets"}
     for name in names - {"report.json", "results.csv", "summary.csv"}:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -275,3 +308,18 @@ def test_run_refuses_bad_config_values_before_writing(tmp_path, fake_store, over
 def test_unknown_preset_is_refused():
     with pytest.raises(ValueError, match="unknown evaluation preset"):
         get_config("fast")
+
+
+def test_every_training_preset_holds_out_the_evaluated_suite():
+    """The held-out suite (configs/evaluate.py) is at least four embedded datasets, and no preset trains on any."""
+    from configs import base, default_model
+    from universeg_jax import train
+    from universeg_jax.data.tasks import DEFAULT_HELD_OUT, EMBEDDED_DATASETS
+
+    suite = set(get_config().datasets)
+    assert suite == set(DEFAULT_HELD_OUT) and len(suite) >= 4 and suite <= set(EMBEDDED_DATASETS)
+    configs = [base.get_config(p) for p in base.PRESETS] + [default_model.get_config(s) for s in default_model.STAGES]
+    for config in configs:
+        held_out = set(train.dataset_names(config.data.held_out))
+        trained = {n.partition("/")[0] for n in train.dataset_names(config.data.datasets)} - held_out
+        assert held_out == suite and trained and not trained & suite

@@ -16,7 +16,10 @@ How a task is evaluated (``config`` is ``configs/evaluate.py``):
 * Ensembling with K members averages the probabilities of K support sets of ``config.ensemble_support_size``.
 * Every method (model and baselines) sees exactly the same queries and support sets; the prediction is
   ``probability >= config.threshold`` and Dice (``universeg_jax.metrics``; both empty -> 1.0) is averaged over the
-  draw's queries. Spread is reported over draws and over tasks.
+  draw's queries. Spread is reported over draws, over tasks and over datasets.
+* The headline number is the mean over datasets (summary scope ``datasets``): each dataset's mean over its tasks,
+  then the mean of those with every dataset weighted equally, so a dataset with many tasks (e.g. one per label
+  and axis) does not outweigh one with a single task.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from universeg_jax.preprocess import DEFAULT_SIZE
 
 MODEL_NAME = "universeg"
 QUALITATIVE_SUPPORT = 3  # support pairs shown per task in the qualitative grid
+# The summary scope of the headline number: the mean over datasets, each weighted equally (its name is "all").
+HEADLINE = "datasets"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,8 +160,8 @@ def make_draw(task, draw: int, *, seed: int, max_queries: int, support_sizes: Se
 @dataclasses.dataclass
 class Report:
     """What ``evaluate`` returns. ``rows``: one per (experiment, method, task, draw, support size, K) with the
-    draw's mean Dice; ``summary``: aggregates per task, per dataset and over all tasks (see ``summarize``);
-    ``qualitative``: arrays for the qualitative figure (not written to JSON)."""
+    draw's mean Dice; ``summary``: aggregates per task, per dataset, over all tasks and over datasets (the
+    headline; see ``summarize``); ``qualitative``: arrays for the qualitative figure (not written to JSON)."""
 
     config: dict
     methods: list[str]
@@ -169,10 +174,11 @@ class Report:
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "qualitative"}
 
-    def summary_row(self, method: str, support_size: int, *, ensemble: int = 1, scope: str = "all",
+    def summary_row(self, method: str, support_size: int, *, ensemble: int = 1, scope: str = HEADLINE,
                     name: str = "all") -> dict:
         """The summary row of ``method`` at this support size (and ensemble size K; K > 1 means the ensemble
-        experiment), over all tasks by default or for ``scope='task'|'dataset'`` and its ``name``."""
+        experiment): by default the headline mean over datasets (each weighted equally); ``scope='all'`` for the
+        mean over all tasks, or ``scope='task'|'dataset'`` and its ``name``."""
         experiment = "support_size" if ensemble == 1 else "ensemble"
         key = (scope, name, experiment, method, support_size, ensemble)
         for row in self.summary:
@@ -362,30 +368,49 @@ def _add_qualitative(qualitative: list, task, episode: _Episode, method: str, pr
 SETTING = ("experiment", "method", "support_size", "ensemble")
 
 
-def summarize(rows: Sequence[dict]) -> list[dict]:
-    """Mean Dice with spread per task, per dataset and over all tasks, for each (experiment, method, N, K).
+def _mean_by_draw(units: Sequence[dict]) -> tuple[float, dict]:
+    """(mean of the units' means, draw -> mean over the units that have that draw) for units ``draw -> dice``."""
+    draws = sorted(set().union(*units))
+    return (float(np.mean([np.mean(list(u.values())) for u in units])),
+            {d: float(np.mean([u[d] for u in units if d in u])) for d in draws})
 
-    ``dice_std_draws``: for a task, the std of its per-draw Dice; for a group of tasks, the std over draws of the
-    group's per-draw mean. ``dice_std_tasks``: the std of the per-task means (0 for a single task). Groups average
-    tasks with equal weight; at large support sizes only the tasks big enough take part (``tasks`` counts them).
+
+def summarize(rows: Sequence[dict]) -> list[dict]:
+    """Mean Dice with spread per task, per dataset, over all tasks and over datasets, for each (experiment,
+    method, N, K).
+
+    Scopes: ``task`` and ``dataset`` (``name`` is the task or dataset); ``all`` averages all tasks with equal
+    weight; ``datasets`` (the headline, ``HEADLINE``) averages the per-dataset means with equal weight, so that a
+    dataset's number of tasks does not set its weight. ``dice_std_draws``: for a task, the std of its per-draw
+    Dice; for a group, the std over draws of the group's per-draw mean (computed the group's way).
+    ``dice_std_tasks``: the std of the per-task means; ``dice_std_datasets``: the std of the per-dataset means
+    (0 for a single task or dataset). At large support sizes only the tasks big enough take part (``tasks`` and
+    ``datasets`` count them).
     """
     per_task = defaultdict(lambda: defaultdict(list))  # (setting, task, dataset) -> draw -> dice
     for row in rows:
         per_task[tuple(row[k] for k in SETTING), row["task"], row["dataset"]][row["draw"]].append(row["dice"])
-    groups = defaultdict(list)  # (setting, scope, name) -> [draw -> dice of one task]
+    groups = defaultdict(list)  # (setting, scope, name) -> [(dataset, draw -> dice of one task)]
     for (setting, task, dataset), draws in per_task.items():
         by_draw = {d: float(np.mean(v)) for d, v in draws.items()}
-        for scope, name in (("task", task), ("dataset", dataset), ("all", "all")):
-            groups[setting, scope, name].append(by_draw)
+        for scope, name in (("task", task), ("dataset", dataset), ("all", "all"), (HEADLINE, "all")):
+            groups[setting, scope, name].append((dataset, by_draw))
     summary = []
     for (setting, scope, name), tasks in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
-        task_means = [np.mean(list(t.values())) for t in tasks]
-        draws = sorted(set().union(*tasks))
-        draw_means = [np.mean([t[d] for t in tasks if d in t]) for d in draws]
-        mean, std_tasks = metrics.mean_std(task_means)
+        by_dataset = defaultdict(list)
+        for dataset, by_draw in tasks:
+            by_dataset[dataset].append(by_draw)
+        datasets = {dataset: _mean_by_draw(units) for dataset, units in by_dataset.items()}
+        if scope == HEADLINE:  # datasets first, then the mean over them
+            mean = float(np.mean([dataset_mean for dataset_mean, _ in datasets.values()]))
+            _, draw_means = _mean_by_draw([draw_means for _, draw_means in datasets.values()])
+        else:
+            mean, draw_means = _mean_by_draw([by_draw for _, by_draw in tasks])
         summary.append({"scope": scope, "name": name, **dict(zip(SETTING, setting)), "dice_mean": mean,
-                        "dice_std_draws": metrics.mean_std(draw_means)[1], "dice_std_tasks": std_tasks,
-                        "tasks": len(tasks), "draws": len(draws)})
+                        "dice_std_draws": metrics.mean_std(list(draw_means.values()))[1],
+                        "dice_std_tasks": metrics.mean_std([np.mean(list(t.values())) for _, t in tasks])[1],
+                        "dice_std_datasets": metrics.mean_std([m for m, _ in datasets.values()])[1],
+                        "tasks": len(tasks), "datasets": len(datasets), "draws": len(draw_means)})
     return summary
 
 
@@ -431,16 +456,17 @@ def write_report(report: Report, directory) -> dict[str, Path]:
 
 
 def curves_figure(report: Report, experiment: str, x: str):
-    """Mean Dice against ``x`` per method, one panel for all tasks and one per dataset; bands are +- the std
-    over support draws; hollow markers are means over only some of the panel's tasks (the others are too small
-    for that support size)."""
+    """Mean Dice against ``x`` per method: one panel for the headline mean over datasets (each weighted equally)
+    and one per dataset; bands are +- the std over support draws; hollow markers are means over only some of the
+    panel's tasks (the others are too small for that support size)."""
     from matplotlib.figure import Figure
 
-    panels = [("all", "all")] + sorted({("dataset", t["dataset"]) for t in report.tasks})
+    panels = [(HEADLINE, "all")] + sorted({("dataset", t["dataset"]) for t in report.tasks})
     figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    n_datasets = len({t["dataset"] for t in report.tasks})
     for ax, (scope, name) in zip(axes, panels):
-        n_tasks = sum(1 for t in report.tasks if scope == "all" or t["dataset"] == name)
+        n_tasks = sum(1 for t in report.tasks if scope == HEADLINE or t["dataset"] == name)
         for method in report.methods:
             wanted = (scope, name, experiment, method)
             points = sorted((r[x], r["dice_mean"], r["dice_std_draws"], r["tasks"]) for r in report.summary
@@ -455,11 +481,14 @@ def curves_figure(report: Report, experiment: str, x: str):
         ax.set_xscale("log", base=2)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        title = "all held-out tasks" if scope == "all" else name
-        ax.set_title(f"{title}: {n_tasks} task{'s' * (n_tasks > 1)} (hollow = fewer)", fontsize=9)
+        if scope == HEADLINE:
+            title = f"mean over {n_datasets} dataset{'s' * (n_datasets > 1)} ({n_tasks} tasks)"
+        else:
+            title = f"{name}: {n_tasks} task{'s' * (n_tasks > 1)}"
+        ax.set_title(f"{title} (hollow = fewer)", fontsize=9)
         ax.set_xlabel("support size N" if x == "support_size" else
                       f"ensemble members K (support size {report.config['ensemble_support_size']})")
-        ax.set_ylabel("Dice (mean over tasks)")
+        ax.set_ylabel("Dice (mean over datasets)" if scope == HEADLINE else "Dice (mean over tasks)")
     axes[0].legend(fontsize="small")
     return figure
 
@@ -492,6 +521,21 @@ def qualitative_figure(report: Report):
         axes[r][0].text(-0.1, 0.5, f"{q['task']}\nN={q['support_size']}", transform=axes[r][0].transAxes,
                         fontsize=7, ha="right", va="center")
     return figure
+
+
+def headline_table(report: Report) -> str:
+    """The headline as text: one line per method, its mean Dice over datasets at each support size of the sweep
+    (with the number of datasets taking part when some are too small for that size)."""
+    rows = [r for r in report.summary if r["scope"] == HEADLINE and r["experiment"] == "support_size"]
+    sizes = sorted({r["support_size"] for r in rows})
+    every = max((r["datasets"] for r in rows), default=0)
+    lines = ["method".ljust(18) + "".join(f"N={n}".rjust(12) for n in sizes)]
+    for method in report.methods:
+        cells = {r["support_size"]: r for r in rows if r["method"] == method}
+        lines.append(method.ljust(18) + "".join(
+            (f"{cells[n]['dice_mean']:.3f}" + (f" ({cells[n]['datasets']})" if cells[n]["datasets"] < every else "")
+             if n in cells else "-").rjust(12) for n in sizes))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -545,6 +589,7 @@ def run(config, workdir, *, store=None) -> Report:
         raise ValueError(f"the store holds {shape} images but config.size is {config.size}: open the tasks at "
                          "that size or change config.size")
     report = evaluate(model, store, config)
+    logging.info("mean Dice over datasets (each weighted equally), per support size:\n%s", headline_table(report))
     paths = write_report(report, output)
     logging.info("evaluation written to %s", ", ".join(str(p) for p in paths.values()))
     return report
