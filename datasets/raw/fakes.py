@@ -9,6 +9,7 @@ and its labels always agree; files are written in the format their suffix names.
 from __future__ import annotations
 
 import dataclasses
+import json
 import zlib
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def write_fake(name: str, manual_dir, seed: int = 0) -> None:
             if "{k}" in template:  # one 2D file per slice of the volume
                 for k in range(SLICES):
                     plane = label_plane(array, k)
-                    write_array(root / template.format(s=subject, k=k + 1), plane)
+                    write_array(root / template.format(s=subject, k=k + 1), plane, index=k)
             else:
                 write_array(root / template.format(s=subject), array)
 
@@ -84,8 +85,9 @@ def label_plane(array: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, index])
 
 
-def write_array(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` in the format of ``path``'s suffix (2D formats via ``dummy.save_image``)."""
+def write_array(path: Path, array: np.ndarray, index: int = 0) -> None:
+    """Write ``array`` in the format of ``path``'s suffix (2D formats via ``dummy.save_image``); ``index``:
+    the slice number of a DICOM slice (its position and instance number)."""
     from universeg_datasets.raw import dummy
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,7 @@ def write_array(path: Path, array: np.ndarray) -> None:
         header = {"space": "left-posterior-superior", "space directions": np.eye(array.ndim)} if array.ndim == 3 else {}
         nrrd.write(str(path), array, header)
     elif name.endswith(".dcm"):
-        write_dicom(path, array)
+        write_dicom(path, array, position=float(index), instance=index + 1)
     elif name.endswith(".npy"):
         np.save(path, array)
     elif name.endswith(".mat"):
@@ -243,7 +245,140 @@ FAKES = {
         ("ROSE-1/SVC/train/img/{s}.tif", "image"), ("ROSE-1/SVC/train/gt/{s}.tif", ("mask", 255)),
         ("ROSE-1/SVC_DVC/test/img/{s}.png", "image"), ("ROSE-1/SVC_DVC/test/gt/{s}.tif", ("mask", 255)),
         ("ROSE-2/train/original/{s}.png", "image"), ("ROSE-2/train/gt/{s}.png", ("mask", 255))), dims=2),
+    # DICOM series (one file per slice {k})
+    "chaos": Fake("CHAOS", ("1", "2"), (
+        ("Train_Sets/CT/{s}/DICOM_anon/i{k},0000b.dcm", "image"), ("Train_Sets/CT/{s}/Ground/liver_GT_{k}.png", ("mask", 63)),
+        ("Train_Sets/MR/{s}/T2SPIR/DICOM_anon/IMG-0004-{k}.dcm", "image"), ("Train_Sets/MR/{s}/T2SPIR/Ground/IMG-0004-{k}.png", "label"),
+        ("Train_Sets/MR/{s}/T1DUAL/DICOM_anon/InPhase/IMG-0002-{k}.dcm", "image"),
+        ("Train_Sets/MR/{s}/T1DUAL/DICOM_anon/OutPhase/IMG-0002-{k}.dcm", "image"),
+        ("Train_Sets/MR/{s}/T1DUAL/Ground/IMG-0002-{k}.png", "label")), (63, 126, 252)),
+    "i2cvb": Fake("I2CVB", ("Patient_383", "Patient_416"), (
+        ("GE/{s}/T2W/{k}.dcm", "image"), ("GE/{s}/GT/prostate/{k}.dcm", ("value", 1)), ("GE/{s}/GT/pz/{k}.dcm", ("mask", 1)),
+        ("GE/{s}/GT/cg/{k}.dcm", ("mask", 2), ("Patient_383",))), (1, 2)),
 }
+
+
+def write_nci_isbi(root: Path, rng) -> None:
+    """NCI-ISBI 2013: a TCIA DICOM series per case (study/series folders) and the challenge's NRRD label."""
+    for case in ("Prostate3T-01-0001", "ProstateDx-01-0006"):
+        collection = "Prostate-3T" if case.startswith("Prostate3T") else "PROSTATE-DIAGNOSIS"
+        label = np.stack([label_plane(nested_labels(SHAPE_3D, (2, 1)), k) for k in range(SLICES)], axis=2)  # (r, c, k)
+        for k in range(SLICES):
+            write_array(root / "NCI-ISBI" / collection / case / "1.3.6.1.4.1.9328.50.4.1" / "1.3.6.1.4.1.9328.50.4.2" /
+                        f"1-{k + 1:02d}.dcm", role_array("image", label[:, :, k], rng), index=k)
+        write_array(root / "NCI-ISBI" / "Labels" / f"{case}.nrrd", np.swapaxes(label, 0, 1).astype(np.uint8))  # (x, y, z)
+
+
+def write_scd(root: Path, rng) -> None:
+    """Sunnybrook: DICOM images of a cine series; i/o contour text files for some image numbers."""
+    for case in ("SC-HF-I-01", "SC-N-02"):
+        label = nested_labels(SHAPE_2D, (1, 2))
+        for num in ("0020", "0040", "0048"):
+            write_array(root / "SCD" / "SCD_DeidentifiedImages" / case / "CINESAX_300" / f"IM-0003-{num}.dcm",
+                        role_array("image", label, rng))
+        contours = root / "SCD" / "SCD_ManualContours" / case / "contours-manual" / "IRCCI-expert"
+        contours.mkdir(parents=True, exist_ok=True)
+        for num, kinds in (("0020", "io"), ("0048", "i")):  # image 0040 has no contour: not used
+            for kind, radius in (("i", 6.0), ("o", 12.0)):
+                if kind in kinds:
+                    angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+                    points = np.stack([24 + radius * np.cos(angles), 20 + radius * np.sin(angles)], axis=1)
+                    np.savetxt(contours / f"IM-0001-{num}-{kind}contour-manual.txt", points, fmt="%.2f")
+                (contours / f"IM-0001-{num}-p1contour-manual.txt").write_text("24.0 20.0\n25.0 20.0\n25.0 21.0\n")
+
+
+def write_isbi_em(root: Path, rng) -> None:
+    """ISBI 2012: two 3-page TIFF stacks; membranes are black (0) in the labels."""
+    import tifffile
+
+    ring = np.where(nested_labels(SHAPE_2D, (1, 2)) == 1, 0, 255).astype(np.uint8)  # a black membrane ring
+    (root / "ISBI2012").mkdir(parents=True, exist_ok=True)
+    pages = {"train-volume.tif": np.stack([role_array("image", 255 - ring, rng)] * 3), "train-labels.tif": np.stack([ring] * 3)}
+    for name, stack in pages.items():
+        tifffile.imwrite(root / "ISBI2012" / name, stack, photometric="minisblack")
+
+
+def write_pannuke(root: Path, rng) -> None:
+    """PanNuke: per fold, images.npy (N, H, W, 3) float64 and masks.npy (N, H, W, 6) of instance ids."""
+    for fold in (1, 2):
+        label = nested_labels(SHAPE_2D, (1, 3, 5))  # channels 0, 2, 4: neoplastic, connective, epithelial
+        masks = np.stack([(label == c + 1) * (7 + c) for c in range(5)] + [label == 0], axis=-1).astype(np.float64)
+        images = np.stack([role_array("rgb", label, rng)] * 2).astype(np.float64)
+        for kind, array in (("images", images), ("masks", np.stack([masks] * 2))):
+            path = root / "PanNuke" / f"Fold {fold}" / kind / f"fold{fold}" / f"{kind}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, array)
+
+
+def write_tucc(root: Path, rng) -> None:
+    """TUCC: one dataset.hdf5 with image, mask (frames x H x W), annot_id and frame_num."""
+    import h5py
+
+    label = nested_labels(SHAPE_2D, (1,))
+    (root / "TUCC").mkdir(parents=True, exist_ok=True)
+    with h5py.File(root / "TUCC" / "dataset.hdf5", "w") as handle:
+        handle["image"] = np.stack([role_array("image", label, rng) for _ in range(3)])
+        handle["mask"] = np.stack([label] * 3).astype(np.uint8)
+        handle["annot_id"] = np.array([b"101_", b"101_", b"102_"])
+        handle["frame_num"] = np.array([0, 1, 0])
+
+
+def write_chexplanation(root: Path, rng) -> None:
+    """CheXlocalize: gt_segmentations_val.json of COCO RLE masks per pathology, CheXpert validation images."""
+    from universeg_datasets.raw import formats
+
+    masks = {}
+    for patient in ("patient64541", "patient64542"):
+        label = nested_labels(SHAPE_2D, (1, 2))
+        dummy_image = role_array("image", label, rng)
+        write_array(root / "CheXplanation" / "CheXpert-v1.0" / "valid" / patient / "study1" / "view1_frontal.jpg", dummy_image)
+        masks[f"{patient}_study1_view1_frontal"] = {
+            "Cardiomegaly": formats.encode_rle(label == 1), "Lung Lesion": formats.encode_rle(label == 2),
+            "Pneumothorax": formats.encode_rle(np.zeros(SHAPE_2D, bool))}
+    (root / "CheXplanation" / "gt_segmentations_val.json").write_text(json.dumps(masks))
+
+
+def write_video(path: Path, frames: np.ndarray) -> None:
+    """An MJPEG AVI of grey ``(T, H, W)`` uint8 frames (PyAV)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuvj420p"
+        for plane in frames:
+            frame = av.VideoFrame.from_ndarray(np.repeat(plane[..., None], 3, axis=-1), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def write_echonet(root: Path, rng) -> None:
+    """EchoNet-Dynamic: 4-frame videos and VolumeTracings.csv lines for frames 1 (ED) and 3 (ES)."""
+    rows = ["FileName,X1,Y1,X2,Y2,Frame"]
+    for name in ("0X100009310A3BD7FC", "0X1002E8FBACD08477"):
+        label = nested_labels(SHAPE_2D, (1,))
+        write_video(root / "EchoNet-Dynamic" / "Videos" / f"{name}.avi",
+                    np.stack([role_array("image", label, rng) for _ in range(4)]))
+        for frame in (1, 3):
+            rows.append(f"{name}.avi,24,4,24,36,{frame}")  # the long axis (left out)
+            for y in np.linspace(8, 32, 7):
+                half = 10 * np.sqrt(max(0.0, 1 - ((y - 20) / 13) ** 2))
+                rows.append(f"{name}.avi,{24 - half:.2f},{y:.2f},{24 + half:.2f},{y:.2f},{frame}")
+    (root / "EchoNet-Dynamic" / "VolumeTracings.csv").write_text("\n".join(rows) + "\n")
+
+
+def write_hmc_qu(root: Path, rng) -> None:
+    """HMC-QU: 5-frame videos (40x48) and Mask_<video>.mat with 3 labelled frames on the 32x32 centred square."""
+    import scipy.io
+
+    for name in ("ES0001 _4CH_1", "ES0002 _4CH_1"):
+        label = nested_labels(SHAPE_2D, (1,))
+        write_video(root / "HMC-QU" / "A4C" / f"{name}.avi", np.stack([role_array("image", label, rng) for _ in range(5)]))
+        square = label[:, 4:44]  # the centred 40x40 square, at 32x32
+        small = square[np.ix_(np.linspace(0, 39, 32).astype(int), np.linspace(0, 39, 32).astype(int))]
+        masks = root / "HMC-QU" / "LV Ground-truth Segmentation Masks" / f"Mask_{name}.mat"
+        masks.parent.mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(masks, {"predicted": np.stack([small] * 3).astype(np.uint8)})
 
 
 def write_mnms(root: Path, rng) -> None:
@@ -261,4 +396,6 @@ def writer(name: str):
     return lambda root, rng: write_fake(name, root, int(rng.integers(1 << 30)))
 
 
-WRITERS = {**{name: writer(name) for name in FAKES}, "mnms": write_mnms}
+WRITERS = {**{name: writer(name) for name in FAKES}, "mnms": write_mnms, "nci_isbi": write_nci_isbi, "scd": write_scd,
+           "isbi_em": write_isbi_em, "pannuke": write_pannuke, "tucc": write_tucc, "chexplanation": write_chexplanation,
+           "echonet": write_echonet, "hmc_qu": write_hmc_qu}

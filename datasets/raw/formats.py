@@ -520,13 +520,46 @@ def fill_polygon(points: np.ndarray, shape: tuple[int, int], name: str) -> np.nd
 
 
 @dataclasses.dataclass(frozen=True)
+class TiffPage:
+    """Page ``index`` of a multi-page TIFF (ISBI 2012's train-volume.tif)."""
+
+    path: Path
+    index: int
+
+    def read(self, volumetric, like=None):
+        import tifffile
+
+        readers.require_file(self.path, "TIFF file")
+        try:
+            return np.asarray(tifffile.imread(self.path, key=self.index), dtype=np.float32)
+        except Exception as err:
+            raise ValueError(f"cannot read page {self.index} of TIFF file {self.path}: {err}") from err
+
+    def __str__(self):
+        return f"{self.path}[page {self.index}]"
+
+
+def tiff_pages(path: Path) -> int:
+    import tifffile
+
+    readers.require_file(path, "TIFF file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return len(tif.pages)
+    except Exception as err:
+        raise ValueError(f"cannot read TIFF file {path}: {err}") from err
+
+
+@dataclasses.dataclass(frozen=True)
 class Video:
     """Frames of a video (AVI via PyAV) as grey levels: ``frames`` given -> ``(H, W)`` of one frame or
-    ``(H, W, T)`` of several; ``frames=None`` -> every frame; ``crop_square`` cuts the centred square."""
+    ``(H, W, T)`` of several; ``frames=None`` -> every frame; ``crop_square`` cuts the centred square;
+    ``size`` resizes the frames (to the grid of labels drawn on a resized copy, HMC-QU)."""
 
     path: Path
     frames: int | tuple[int, ...] | None = None
     crop_square: bool = False
+    size: tuple[int, int] | None = None
 
     def read(self, volumetric, like=None):
         wanted = (self.frames,) if isinstance(self.frames, int) else self.frames
@@ -536,6 +569,10 @@ class Video:
             side = min(height, width)
             top, left = (height - side) // 2, (width - side) // 2
             frames = frames[:, top : top + side, left : left + side]
+        if self.size is not None:
+            from universeg_jax import preprocess
+
+            frames = preprocess.resize_image(frames, self.size)
         return frames[0] if isinstance(self.frames, int) else np.moveaxis(frames, 0, -1)
 
     def __str__(self):

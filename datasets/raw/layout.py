@@ -37,8 +37,8 @@ class Layout:
     ``unlabelled="skip"`` leaves out images without label files (test sets, healthy images); by default a
     missing label is an error naming it. ``threshold``: labels at or above it are foreground (JPEG masks).
     ``frames``: the last axis is time, labelled frames become views. ``channels``: modality names of the
-    channels of one image file (LGG's RGB slices: pre-contrast, FLAIR, post-contrast). ``reader``: wraps each image path
-    (e.g. a DICOM slice order).
+    channels of one image file (LGG's RGB slices: pre-contrast, FLAIR, post-contrast). ``reader`` / ``label_reader``: wrap each
+    image / label path in a ``formats`` source (a DICOM slice order, a MATLAB variable, a contour file).
     """
 
     image: str | Mapping[str, str]
@@ -112,7 +112,7 @@ class Layout:
                     layers=tuple(layers), frames=self.frames, threshold=self.threshold)
 
     def _wrap(self, path: Path, label: bool = False):
-        wrap = (self.label_reader or self.reader) if label else self.reader
+        wrap = self.label_reader if label else self.reader
         return wrap(path) if wrap else path
 
     def _modality(self, fields: dict) -> str:
