@@ -11,8 +11,11 @@
 #
 # Settings (flag, or the environment variable of the same name in capitals):
 #   --tfds-data-dir   gs:// directory to upload to; training reads it as TFDS_DATA_DIR (required)
-#   --datasets        comma-separated dataset names, each optionally NAME/CONFIG (e.g. drive/size128), or
-#                     "embedded" for every dataset that needs no download (default: embedded)
+#   --datasets        comma-separated dataset names, each optionally NAME/CONFIG (e.g. drive/size128),
+#                     "embedded" for every dataset that needs no download (default: embedded), or "raw" (or
+#                     raw/CONFIG) for every raw MegaMedical dataset whose folder is in --manual-dir: they are
+#                     listed (that read-only listing runs even with --dry-run, and prints one table of the
+#                     absent datasets with where to download them), then each is built
 #   --local-data-dir  local directory to build into, used for nothing else (default: ~/universeg_tfds)
 #   --manual-dir      directory holding manually downloaded raw data, for builders that need it (optional)
 #   --python          Python with universeg-jax[data] installed, e.g. .venv/bin/python (default: python3)
@@ -36,7 +39,32 @@ check_settings() {
   [[ $DATASETS =~ ^[a-z0-9_]+(/[a-z0-9_]+)?(,[a-z0-9_]+(/[a-z0-9_]+)?)*$ ]] ||
     die "--datasets must be comma-separated TFDS names like name or name/config, got '$DATASETS'"
   [[ -z $MANUAL_DIR || -d $MANUAL_DIR ]] || die "--manual-dir '$MANUAL_DIR' is not a directory"
+  [[ -n $MANUAL_DIR || ! $DATASETS =~ (^|,)raw(/|,|$) ]] ||
+    die "--datasets=raw needs --manual-dir (the folder holding the raw downloads)"
   require_switch DRY_RUN
+}
+
+# Prints the raw datasets present in MANUAL_DIR, one per line (the table of absent ones goes to stderr). It only
+# reads the manual dir, so it runs under --dry-run too: a dry run then shows one build command per dataset.
+list_raw() {
+  printf '+ %s\n' "$(shell_quote "$PYTHON" -m universeg_datasets.build raw --list --manual_dir "$MANUAL_DIR")" >&2
+  "$PYTHON" -m universeg_datasets.build raw --list --manual_dir "$MANUAL_DIR"
+}
+
+# Sets DATASET_LIST from the given names, "raw" and "raw/CONFIG" replaced by the present raw datasets.
+expand_datasets() {
+  local dataset name names
+  DATASET_LIST=()
+  for dataset in "$@"; do
+    if [[ ${dataset%%/*} == raw ]]; then
+      names=$(list_raw) || die "listing the raw datasets in $MANUAL_DIR failed"
+      while read -r name; do
+        [[ -z $name ]] || DATASET_LIST+=("$name${dataset#raw}")
+      done <<<"$names"
+    else
+      DATASET_LIST+=("$dataset")
+    fi
+  done
 }
 
 build_dataset() {
@@ -54,7 +82,8 @@ main() {
   print_settings
   local dataset datasets
   IFS=, read -r -a datasets <<<"$DATASETS"
-  for dataset in "${datasets[@]}"; do
+  expand_datasets "${datasets[@]}"
+  for dataset in "${DATASET_LIST[@]}"; do
     build_dataset "$dataset" || die "building $dataset failed"
   done
   run gsutil -m rsync -r -x '^downloads/' "$LOCAL_DATA_DIR" "${TFDS_DATA_DIR%/}" || die "uploading failed"

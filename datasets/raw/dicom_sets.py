@@ -25,7 +25,7 @@ def chaos(image, ground: str, values, modality: str, prefix: str) -> Layout:
 
 TABLE = {
     "chaos": dict(
-        folder="CHAOS", url="https://chaos.grand-challenge.org/Data/",
+        folder="CHAOS", url="https://chaos.grand-challenge.org/",
         doc="CHAOS: liver in CT; liver, kidneys and spleen in T2-SPIR and T1-DUAL (in/opposed phase) MRI. "
             "DICOM series with one ground-truth PNG per slice (grey levels 63/126/189/252 in MRI).",
         layouts=[

@@ -34,7 +34,7 @@ TABLE = {
                         modality=lambda f: "ct" if int(f["case"]) < 500 else "mri", subject="amos_{case}")],
         note="Licence CC BY 4.0 (zenodo record of amos22.zip); imagesTs has no labels and is not read."),
     "brats2021": dict(
-        folder="BraTS2021", url="https://www.synapse.org/#!Synapse:syn25829067",
+        folder="BraTS2021", url="https://www.med.upenn.edu/cbica/brats/",
         doc="BraTS 2021 glioma MRI: FLAIR, T1, T1Gd, T2; necrotic core (1), edema (2), enhancing tumour (4).",
         layouts=[Layout({m: f"BraTS2021_{{case}}/BraTS2021_{{case}}_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")},
                         labels=("BraTS2021_{case}/BraTS2021_{case}_seg.nii.gz",),
@@ -42,13 +42,13 @@ TABLE = {
         note="Registration on Synapse (RSNA-ASNR-MICCAI BraTS 2021 training data); extract the training "
              "archive's case folders into BraTS2021/."),
     "btcv": dict(
-        folder="BTCV", url="https://www.synapse.org/#!Synapse:syn3193805/wiki/217789",
+        folder="BTCV", url="https://www.synapse.org/#!Synapse:syn3193805",
         doc="BTCV (Multi-Atlas Labeling Beyond the Cranial Vault): 13 abdominal organs in CT.",
         layouts=[Layout("RawData/Training/img/img{case}.nii.gz", labels=("RawData/Training/label/label{case}.nii.gz",),
                         label_values=numbered(BTCV_13), modality="ct")],
         note="Registration on Synapse; RawData.zip of the Abdomen challenge."),
     "brain_development": dict(
-        folder="BrainDevelopment", url="https://brain-development.org/brain-atlases/",
+        folder="BrainDevelopment", url="https://brain-development.org/",
         doc="Hammersmith adult and paediatric brain atlases (T1 MRI with 83+ manually drawn regions).",
         layouts=[
             Layout("{atlas}/{case}.nii.gz", labels=("{atlas}/{case}-seg.nii.gz",), fields={"case": r"a\d+"},
@@ -58,7 +58,7 @@ TABLE = {
         ],
         note="Licence CC BY-NC-SA 3.0; e.g. Hammers_mith-n30r83/a01.nii.gz with a01-seg.nii.gz."),
     "cdemris": dict(
-        folder="cDEMRIS", url="https://www.cardiacatlas.org/atriaseg2018-challenge/",
+        folder="cDEMRIS", url="https://www.cardiacatlas.org/",
         doc="ISBI 2012 left atrial fibrosis challenge (cDEMRIS): LGE MRI before/after ablation, left atrium.",
         layouts=[Layout("{phase}/{case}/de_{v}_{n}.nrrd", labels=("{phase}/{case}/la_seg_{v}_{n}.nrrd",),
                         fields={"phase": "pre|post", "v": "a|b", "n": r"\d+"}, label_values={"left_atrium": None},
@@ -73,7 +73,7 @@ TABLE = {
                                                "cerebellum", "deep_grey_matter", "brainstem")))],
         note="Data use agreement (Synapse); the BIDS folder feta_2.1/."),
     "isles2017": dict(
-        folder="ISLES2017", url="https://www.isles-challenge.org/ISLES2017/",
+        folder="ISLES2017", url="https://www.isles-challenge.org/",
         doc="ISLES 2017 ischemic stroke lesion in ADC and perfusion maps (MTT, TTP, Tmax, rCBF, rCBV).",
         layouts=[Layout({m: f"training_{{case}}/*.MR_{m}.*/*.MR_{m}.*.nii" for m in ISLES_MAPS},
                         labels=("training_{case}/*.OT.*/*.OT.*.nii",), fields={"case": r"\d+"},
@@ -87,7 +87,7 @@ TABLE = {
                         subject="volume-{case}")],
         note="Licence CC BY-NC-SA 4.0; 'Training Batch 1' and 'Training Batch 2' folders."),
     "luna16": dict(
-        folder="LUNA16", url="https://luna16.grand-challenge.org/Data/",
+        folder="LUNA16", url="https://luna16.grand-challenge.org/",
         doc="LUNA16 chest CT with the lung masks of seg-lungs-LUNA16 (left lung 3, right lung 4, trachea 5).",
         layouts=[Layout("subset{k}/{uid}.mhd", labels=("seg-lungs-LUNA16/{uid}.mhd",), fields={"k": r"\d+"},
                         label_values={"left_lung": 3, "right_lung": 4, "trachea": 5}, modality="ct",
