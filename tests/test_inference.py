@@ -133,9 +133,10 @@ def test_batching_gives_the_same_results_and_few_compilations(model):
     a = [r.probabilities for r in one.segment(queries, support=support)]
     b = [r.probabilities for r in four.segment(queries, support=support)]
     np.testing.assert_allclose(np.stack(a), np.stack(b), atol=1e-5)
-    assert four._forward._cache_size() == 2  # chunks of 4 and of 1: two shapes, compiled once each
+    assert four._segment_encoded._cache_size() == 2  # chunks of 4 and of 1: two shapes, compiled once each
     four.segment(queries, support=support)
-    assert four._forward._cache_size() == 2
+    assert four._segment_encoded._cache_size() == 2
+    assert four._encode._cache_size() == 1
 
 
 def test_iter_segment_reads_queries_lazily(segmenter):

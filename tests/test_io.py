@@ -151,13 +151,18 @@ def test_overlay_picture():
     label_map[20:60, 10:40] = 3
     label_map[70:90, 10:40] = 7
     support = [rng.random((32, 32))] * 3
-    masks = [np.pad(np.ones((10, 10)), 11)] * 3
-    picture = io.overlay(query, label_map, (3, 7), support, masks, height=200)
-    assert picture.dtype == np.uint8 and picture.shape[2] == 3
-    assert picture.shape[0] == 200 + 4 + 100  # query row, gap, support row
+    masks = [np.pad(np.full((10, 10), 3), 11), np.pad(np.full((10, 10), 7), 11), np.zeros((32, 32))]
+    picture = io.overlay(query, label_map, (3, 7), support, masks, width=400)
+    assert picture.dtype == np.uint8 and picture.shape[1] == 400 and picture.shape[2] == 3
     colours = {tuple(c) for c in picture.reshape(-1, 3)}
-    assert tuple(io.PALETTE[0]) in colours and tuple(io.PALETTE[1]) in colours
-    assert tuple(io.SUPPORT_COLOUR) in colours
-    plain = io.overlay(query, np.zeros_like(label_map), (1,))
-    assert plain.shape == (256, 128 + 4 + 128, 3)  # no support row; width follows the aspect ratio
-    assert tuple(io.PALETTE[0]) not in {tuple(c) for c in plain.reshape(-1, 3)}
+    assert tuple(io.PALETTE[0]) in colours and tuple(io.PALETTE[1]) in colours  # outlines and legend swatches
+    # Labels are told apart in the support row too: both colours appear below the query row.
+    support_row = picture[picture.shape[0] // 2 :].reshape(-1, 3)
+    assert {tuple(io.PALETTE[0]), tuple(io.PALETTE[1])} <= {tuple(c) for c in support_row}
+    # No blank area: every column of the picture holds image content in the query row.
+    top = picture[io.TITLE_HEIGHT : io.TITLE_HEIGHT + 20]
+    assert (top != io.BACKGROUND).any(axis=(0, 2)).mean() > 0.95
+    slices = io.overlay([query, query[:50]], [label_map, label_map[:50]], (3, 7), titles=["a", "b"], width=400)
+    assert slices.shape[1] == 400
+    with pytest.raises(ValueError, match="2 queries but 1"):
+        io.overlay([query, query], [label_map], (3, 7))

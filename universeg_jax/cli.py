@@ -3,7 +3,7 @@
     universeg-jax segment --support-images sup/img --support-labels sup/lab --query new/ --out results/ --weights v1
 
 All outputs of a run are written into a hidden staging folder inside ``--out`` and moved into place only when
-every query succeeded, so an error leaves no partial results behind.
+every query succeeded, so an error leaves no partial results behind. Every input file is read once.
 """
 
 from __future__ import annotations
@@ -34,20 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
         "segment",
         help="segment query images or volumes with a labelled support set",
         description=(
-            "Segment every query (PNG, JPEG, BMP, TIFF, or NIfTI image or volume) using support images and their "
-            "labels (matched by file name; a label may end in _mask, _label, _seg or _gt). Labels are binary masks "
-            "or integer label maps: every non-zero value is segmented as its own structure. Writes one mask per "
-            "query in the query's format (PNG for JPEG queries) with the support labels' values, optionally "
-            "probability maps, and overlay PNGs under OUT/overlays."
+            "Segment every query (PNG, JPEG, BMP, TIFF, NIfTI image or volume, or a folder holding a DICOM series) "
+            "using support images and their labels (matched by file name; a label may end in _mask, _label, _seg or "
+            "_gt; a DICOM series' label is a NIfTI file or a DICOM SEG named after its folder). Labels are binary "
+            "masks or integer label maps: every non-zero value is segmented as its own structure. Writes one mask "
+            "per query in the query's format (PNG for JPEG queries, NIfTI with the series geometry for DICOM) with "
+            "the support labels' values, optionally probability maps, DICOM SEG objects and overlay PNGs under "
+            "OUT/overlays."
         ),
     )
     files = seg.add_argument_group("files")
     files.add_argument("--support-images", nargs="+", required=True, metavar="PATH",
-                       help="support image files or folders (2D images, or NIfTI volumes to take labelled slices from)")
+                       help="support image files or folders (2D images, NIfTI volumes or DICOM series folders to take "
+                            "labelled slices from)")
     files.add_argument("--support-labels", nargs="+", required=True, metavar="PATH",
                        help="label files or folders, one per support image, matched by name")
     files.add_argument("--query", nargs="+", required=True, metavar="PATH",
-                       help="query image files or folders to segment (3D NIfTI files are segmented slice by slice)")
+                       help="query image files or folders to segment (3D NIfTI files and DICOM series are segmented "
+                            "slice by slice)")
     files.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     files.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
 
@@ -59,15 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
                        help="model input size (default: the size the weights were trained at, 128 128 for v1); "
                             "images are resized to it and predictions back to each query's native size")
-    model.add_argument("--batch-size", type=int, default=4, metavar="B",
-                       help="queries (or slices) per forward pass (default: %(default)s); bounds memory")
+    model.add_argument("--batch-size", type=int, default=8, metavar="B",
+                       help="at most this many queries (or slices) per forward pass (default: %(default)s)")
+    model.add_argument("--memory-budget", type=float, default=2.0, metavar="GB",
+                       help="memory one forward pass may use; every label and ensemble member of a chunk of queries "
+                            "runs in one pass when it fits (default: %(default)s)")
 
     task = seg.add_argument_group("prediction")
     task.add_argument("--ensemble", type=int, default=1, metavar="K",
                       help="average the probabilities of K random support subsets (default: %(default)s; K > 1 needs "
-                           "--support-size)")
+                           "--support-size or a support larger than the weights' support size)")
     task.add_argument("--support-size", type=int, default=None, metavar="N",
-                      help="support examples per subset (default: all)")
+                      help="support examples per subset (default: all of them up to the support size the weights "
+                           "were trained with, 64 for v1; a larger support is split into ensemble members that "
+                           "together use every example once)")
     task.add_argument("--seed", type=int, default=0, metavar="S",
                       help="seed of the random support subsets (default: %(default)s)")
     task.add_argument("--threshold", type=float, default=0.5, metavar="T",
@@ -81,8 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: %(default)s)")
     pre.add_argument("--window", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                      help="fixed intensity window instead of percentiles, e.g. a CT window in HU: -1000 400")
-    pre.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
-                     help="voxel axis along which volumes are sliced, for support and query (default: %(default)s)")
+    pre.add_argument("--axis", type=pp.parse_axis, default="axial", metavar="{sagittal,coronal,axial,0,1,2}",
+                     help="plane of the slices volumes are cut into, for support and query, after reorienting "
+                          "every volume to RAS; or a voxel axis of each file (default: %(default)s)")
+    pre.add_argument("--resize", choices=pp.RESIZE_MODES, default=None,
+                     help="fit images to the model size by stretching them, or by padding them to a square with "
+                          "their edge values (cropped back after); default: how the weights were trained "
+                          "(stretch for v1)")
     pre.add_argument("--slices-per-volume", type=int, default=8, metavar="N",
                      help="labelled slices taken from each support volume, spread over the labelled ones "
                           "(default: %(default)s)")
@@ -90,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     out = seg.add_argument_group("outputs")
     out.add_argument("--probabilities", action="store_true",
                      help="also write float32 probability maps (<name>_probabilities.tif or .nii.gz)")
+    out.add_argument("--dicom-seg", action="store_true",
+                     help="for DICOM queries, also write a DICOM SEG object referencing the series (<name>_seg.dcm)")
     out.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -101,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--weights", required=True, help="a training workdir, v1, or a weights file")
     export.add_argument("--out", required=True, help="the .safetensors file to write")
+
+    from universeg_jax import app  # the `app` subcommand: a local web app (web packages imported when it starts)
+
+    app.add_parser(commands)
     return parser
 
 
@@ -112,6 +132,10 @@ def main(argv=None) -> int:
             segment(args)
         elif args.command == "export":
             export(args)
+        elif args.command == "app":
+            from universeg_jax import app
+
+            app.main(args)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -134,31 +158,45 @@ def export(args) -> None:
 # segment
 
 
-def output_paths(query: Path, out: Path, args) -> dict[str, Path]:
-    """Where the outputs of one query go: mask, probabilities (optional), overlay (optional)."""
-    name = io.stem(query)
-    paths = {"mask": out / f"{name}{io.mask_suffix(query)}"}
+def output_paths(name: str, source: Path, out: Path, args, dicom: bool = False) -> dict[str, Path]:
+    """Where the outputs of one query go: mask, probabilities, DICOM SEG and overlay (the last three optional)."""
+    nifti = dicom or io.is_nifti(source)
+    paths = {"mask": out / f"{name}{'.nii.gz' if dicom else io.mask_suffix(source)}"}
     if args.probabilities:
-        paths["probabilities"] = out / f"{name}_probabilities{'.nii.gz' if io.is_nifti(query) else '.tif'}"
+        paths["probabilities"] = out / f"{name}_probabilities{'.nii.gz' if nifti else '.tif'}"
+    if dicom and args.dicom_seg:
+        paths["seg"] = out / f"{name}_seg.dcm"
     if not args.no_overlays:
         paths["overlay"] = out / "overlays" / f"{name}.png"
     return paths
 
 
-def plan_outputs(queries: list[Path], out: Path, args) -> list[dict[str, Path]]:
-    """Check the output folder and every target before any work is done."""
+def plan_outputs(items: list, out: Path, args) -> list[dict[str, Path]]:
+    """Check the output folder and every target before any work is done. ``items``: ``(name, path, loaded)``."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
-    names = [io.stem(q) for q in queries]
+    names = [name for name, _, _ in items]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise ValueError(f"several queries share the name(s) {clashes}; their outputs would collide")
-    plans = [output_paths(q, out, args) for q in queries]
+    plans = [output_paths(name, path, out, args, dicom=path.is_dir()) for name, path, _ in items]
     existing = [str(p) for plan in plans for p in plan.values() if p.exists()]
     if existing and not args.overwrite:
         shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
         raise FileExistsError(f"{len(existing)} output(s) already exist (pass --overwrite to replace): {shown}")
     return plans
+
+
+def query_items(paths: list[Path]) -> list[tuple[str, Path, object]]:
+    """``(output name, path, loaded or None)`` per query: DICOM folders are read now (one entry per series), files
+    later, once each."""
+    items = []
+    for path in paths:
+        if path.is_dir():
+            items += [(loaded.name, path, loaded) for loaded in io.read(path, what="--query")]
+        else:
+            items.append((io.stem(path), path, None))
+    return items
 
 
 def segment(args) -> None:
@@ -167,26 +205,36 @@ def segment(args) -> None:
     pairs = io.pair_images_labels(
         io.list_images(args.support_images, "--support-images"), io.list_images(args.support_labels, "--support-labels")
     )
-    queries = io.list_images(args.query, "--query")
+    if args.memory_budget <= 0:
+        raise ValueError(f"--memory-budget must be positive, got {args.memory_budget}")
+    items = query_items(io.list_images(args.query, "--query"))
     out = Path(args.out)
-    plans = plan_outputs(queries, out, args)
+    plans = plan_outputs(items, out, args)
 
     segmenter = Segmenter.from_weights(
-        args.weights, size=args.size, batch_size=args.batch_size, percentiles=args.percentiles, window=args.window
+        args.weights, size=args.size, batch_size=args.batch_size, percentiles=args.percentiles, window=args.window,
+        memory_budget=int(args.memory_budget * 1024**3), resize=args.resize,
     )
     support = read_support(segmenter, pairs, args)
     options = dict(ensemble=args.ensemble, support_size=args.support_size, seed=args.seed, threshold=args.threshold)
+    segmenter.members(len(support), args.ensemble, args.support_size, args.seed)  # option errors (and the split
+    # message) before any output is written
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".universeg-jax-", dir=out))
     try:
-        is_vol = [io.is_nifti(q) and io.is_volume(q) for q in queries]
-        images = [(q, plan) for q, plan, v in zip(queries, plans, is_vol) if not v]
-        write_images(segmenter, support, images, staging, out, options, args)
-        for query, plan, v in zip(queries, plans, is_vol):
-            if v:
-                write_volume(segmenter, support, query, _staged(plan, staging, out), options, args)
+        images = []
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="the support has .* split into")  # said once above
+            for (name, path, loaded), plan in zip(items, plans):
+                if loaded is None and (io.is_nifti(path)):
+                    (loaded,) = io.read(path, what="image")
+                if loaded is not None and loaded.volume:
+                    write_volume(segmenter, support, loaded, _staged(plan, staging, out), options, args)
+                else:
+                    images.append((path, plan, loaded))
+            write_images(segmenter, support, images, staging, out, options, args)
         for plan in plans:  # every query succeeded: move the outputs into place
             for staged, target in zip(_staged(plan, staging, out).values(), plan.values()):
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +243,7 @@ def segment(args) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         if created and not any(out.iterdir()):
             out.rmdir()
-    print(f"{PROG}: segmented {len(queries)} quer{'y' if len(queries) == 1 else 'ies'} into {out}", file=sys.stderr)
+    print(f"{PROG}: segmented {len(items)} quer{'y' if len(items) == 1 else 'ies'} into {out}", file=sys.stderr)
 
 
 def _staged(plan: dict[str, Path], staging: Path, out: Path) -> dict[str, Path]:
@@ -206,28 +254,50 @@ def _staged(plan: dict[str, Path], staging: Path, out: Path) -> dict[str, Path]:
     return staged
 
 
+def _support_label(label_path: Path, image) -> np.ndarray:
+    """The label array of a support image (a NIfTI or 2D file, or a DICOM SEG for a DICOM series)."""
+    from universeg_jax import dicom
+
+    if image.series is not None and dicom.is_dicom_file(label_path) and not label_path.is_dir():
+        return dicom.read_seg(label_path, image.series)
+    (label,) = io.read(label_path, what="label")
+    return label.array
+
+
 def read_support(segmenter, pairs, args):
-    """Read and preprocess the support pairs once: 2D images as they are, volumes as labelled slices."""
-    images, labels, names = [], [], []
+    """Read (once) and preprocess the support pairs: 2D images as they are, volumes as labelled slices."""
+    images, labels, names, geometries = [], [], [], []
     for image_path, label_path in pairs:
-        image, label = io.read_image(image_path), io.read_label(label_path)
-        if np.shape(image)[:2] != np.shape(label)[:2]:
+        loaded = io.read(image_path, what="image")
+        if len(loaded) != 1:
+            raise ValueError(f"support {image_path} holds {len(loaded)} DICOM series "
+                             f"({', '.join(x.name for x in loaded)}): put each series in its own folder with its label")
+        (image,) = loaded
+        label = _support_label(label_path, image)
+        if np.shape(image.array)[:2] != np.shape(label)[:2] or (image.volume and
+                                                                 np.shape(image.array)[:3] != np.shape(label)[:3]):
             raise ValueError(
-                f"support image {image_path} has shape {np.shape(image)} but its label {label_path} has shape "
+                f"support image {image_path} has shape {np.shape(image.array)} but its label {label_path} has shape "
                 f"{np.shape(label)}"
             )
-        if io.is_nifti(image_path) and io.is_volume(image_path):
+        if image.volume:
             slices, slice_labels, indices = segmenter.volume_support_slices(
-                image, label, axis=args.axis, count=args.slices_per_volume
+                image.array, label, axis=args.axis, affine=image.affine, count=args.slices_per_volume,
+                name=image.name,
             )
             images += slices
             labels += slice_labels
-            names += [f"{image_path.name}[axis {args.axis} slice {i}]" for i in indices]
+            names += [f"{image.name}[{pp.axis_label(args.axis)} slice {i}]" for i in indices]
+            geometries.append((image.name, pp.Orientation.from_affine(image.affine)))
         else:
-            images.append(segmenter.normalize(pp.to_grayscale(image, name=str(image_path)), name=str(image_path)))
-            labels.append(label)
+            array = image.array
+            if image.reference is not None:  # a 2D NIfTI image: (H, W) or (H, W, 1)
+                array = array.reshape(array.shape[:2])
+            images.append(segmenter.normalize(pp.to_grayscale(array, name=str(image_path)), name=str(image_path)))
+            labels.append(np.asarray(label).reshape(np.shape(label)[:2]) if image.reference is not None else label)
             names.append(image_path.name)
-    return segmenter.prepare_support(images, labels, label_values=args.labels, normalize=False, names=names)
+    return segmenter.prepare_support(images, labels, label_values=args.labels, normalize=False, names=names,
+                                     geometries=geometries)
 
 
 def _progress(total: int, args, unit: str):
@@ -237,8 +307,11 @@ def _progress(total: int, args, unit: str):
 
 
 def _support_for_overlay(support):
-    """Support images and binary (any label) masks at model size, for the overlay thumbnails."""
-    return list(support.images), list(support.masks.any(axis=0))
+    """Support images and label maps (values of the support labels) at model size, for the overlay thumbnails."""
+    values = np.asarray(support.label_values)
+    masks = support.masks  # (L, N, h, w)
+    maps = np.where(masks.any(axis=0), values[masks.argmax(axis=0)], 0)
+    return list(support.images), list(maps)
 
 
 def probability_array(probabilities: np.ndarray, shape: tuple, nifti: bool) -> np.ndarray:
@@ -253,51 +326,77 @@ def probability_array(probabilities: np.ndarray, shape: tuple, nifti: bool) -> n
 
 
 def write_images(segmenter, support, items, staging: Path, out: Path, options, args) -> None:
-    """Segment 2D queries in batches, reading files lazily, and write their outputs into the staging folder."""
+    """Segment 2D queries in batches, reading each file once and lazily, and write their outputs into staging."""
     pending: deque = deque()
 
     def arrays():
-        for query, plan in items:
-            array = io.read_image(query)
-            pending.append((query, plan, array))
+        for query, plan, loaded in items:
+            if loaded is None:
+                (loaded,) = io.read(query, what="image")
+            array = loaded.array
+            if loaded.reference is not None:
+                array = array.reshape(array.shape[:2])  # 2D NIfTI: (H, W) or (H, W, 1)
+            pending.append((plan, loaded))
             yield array
 
     thumbs = _support_for_overlay(support)
     with _progress(len(items), args, "image") as bar:
         for result in segmenter.iter_segment(arrays(), support, **options):
-            query, plan, array = pending.popleft()
+            plan, loaded = pending.popleft()
             staged = _staged(plan, staging, out)
-            reference = io.load_nifti(query) if io.is_nifti(query) else None
-            shape = array.shape if reference is not None else result.label_map.shape  # NIfTI keeps (H, W, 1)
+            reference = loaded.reference
+            shape = loaded.array.shape if reference is not None else result.label_map.shape  # NIfTI keeps (H, W, 1)
             io.write_array(staged["mask"], result.label_map.reshape(shape), reference=reference)
             if "probabilities" in staged:
                 probs = probability_array(result.probabilities, shape, reference is not None)
                 io.write_array(staged["probabilities"], probs, reference=reference)
             if "overlay" in staged:
-                io.write_array(staged["overlay"], io.overlay(array, result.label_map, result.label_values, *thumbs))
+                query = loaded.array if reference is None else loaded.array.reshape(result.label_map.shape)
+                io.write_array(staged["overlay"], io.overlay(query, result.label_map, result.label_values, *thumbs))
             bar.update(1)
 
 
-def write_volume(segmenter, support, query: Path, staged: dict[str, Path], options, args) -> None:
-    """Segment one NIfTI volume slice by slice; the mask keeps the input's shape, affine and header."""
-    reference = io.load_nifti(query)
-    volume = np.asanyarray(reference.dataobj)
-    result = segmenter.segment_volume(volume, support, axis=args.axis, progress=not args.quiet, **options)
-    io.write_array(staged["mask"], result.label_map, reference=reference)
+def write_volume(segmenter, support, loaded, staged: dict[str, Path], options, args) -> None:
+    """Segment one volume (NIfTI or DICOM series) slice by slice; the mask keeps the input's shape, affine and
+    header (a DICOM series: its geometry)."""
+    volume = loaded.array
+    result = segmenter.segment_volume(volume, support, axis=args.axis, affine=loaded.affine, name=loaded.name,
+                                      progress=not args.quiet, **options)
+    io.write_array(staged["mask"], result.label_map, reference=loaded.reference)
     if "probabilities" in staged:
         probs = probability_array(result.probabilities, volume.shape, nifti=True)
-        io.write_array(staged["probabilities"], probs, reference=reference)
+        io.write_array(staged["probabilities"], probs, reference=loaded.reference)
+    if "seg" in staged:
+        from universeg_jax import dicom
+        from universeg_jax.files import atomic_path
+
+        with atomic_path(staged["seg"]) as tmp:
+            dicom.write_seg(staged["seg"], loaded.series, result.label_map, result.label_values, tmp_path=tmp)
     if "overlay" in staged:
-        volume3d = volume.reshape(volume.shape[:3])  # drop trailing singleton axes
-        label3d = result.label_map.reshape(volume3d.shape)
-        index = best_slice(label3d, args.axis)
+        orientation = pp.Orientation.from_affine(loaded.affine)
+        axis = orientation.canonical_axis(args.axis)
+        volume3d = orientation.to_canonical(volume.reshape(volume.shape[:3]))
+        label3d = orientation.to_canonical(result.label_map.reshape(volume.shape[:3]))
+        indices = best_slices(label3d, axis)
         picture = io.overlay(
-            np.take(volume3d, index, axis=args.axis),
-            np.take(label3d, index, axis=args.axis),
+            [np.take(volume3d, i, axis=axis) for i in indices],
+            [np.take(label3d, i, axis=axis) for i in indices],
             result.label_values,
             *_support_for_overlay(support),
+            titles=[f"{loaded.name} {pp.axis_label(args.axis)} slice {i}" for i in indices],
         )
         io.write_array(staged["overlay"], picture)
+
+
+def best_slices(label_map: np.ndarray, axis: int, count: int = 3) -> list[int]:
+    """The ``count`` slices along ``axis`` with the most predicted foreground, in slice order (the middle slice
+    if there is no foreground)."""
+    other = tuple(a for a in range(label_map.ndim) if a != axis)
+    area = (label_map != 0).sum(axis=other)
+    if not area.any():
+        return [label_map.shape[axis] // 2]
+    ranked = [int(i) for i in np.argsort(-area, kind="stable")[:count] if area[i] > 0]
+    return sorted(ranked)
 
 
 def best_slice(label_map: np.ndarray, axis: int) -> int:

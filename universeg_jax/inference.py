@@ -6,21 +6,27 @@
     results[0].probabilities   # (L, H, W) float32 per-label foreground probability at the query's size
     results[0].label_map       # (H, W) label values of the support labels, 0 = background
 
-* Preprocessing (``universeg_jax.preprocess``): grayscale, percentile (or CT window) normalisation to [0, 1],
-  resize to the model size; probabilities are resized back to each query's native size.
+* Preprocessing (``universeg_jax.preprocess``, the code the dataset builders use): grayscale, percentile (or CT
+  window) normalisation to [0, 1], resize to the model size (``resize="stretch"``, or ``"pad"`` to a square
+  first); probabilities are brought back to each query's native size.
 * Labels: binary masks, or integer label maps; every non-zero value is its own one-vs-rest task.
-* Ensembling: probabilities averaged over ``ensemble`` random support subsets of ``support_size`` (seeded).
-* Queries are processed in chunks of at most ``batch_size`` against one shared support set (support batch 1,
-  broadcast by the model); chunks are padded to a power of two, so a handful of shapes are compiled.
-* Volumes: ``segment_volume`` segments slice by slice along an axis; ``volume_support_slices`` picks labelled
-  slices from volumes for the support set. Volumes are normalised as a whole, not slice by slice.
+* Support size: by default at most the size the weights were trained with (64 for v1); a larger support is split
+  into ensemble members that together use every example once. ``ensemble`` / ``support_size`` choose explicitly.
+* Batching: every (label, ensemble member) support set and a chunk of queries run in one forward pass, as many as
+  ``memory_budget`` allows; the first block's query-independent support work is computed once per support set
+  (``UniverSeg.encode_support``) and reused for every query.
+* Volumes: ``segment_volume`` reorients a volume with an affine to RAS, segments it slice by slice along an
+  anatomical axis (``"axial"``...) or a voxel axis, normalises it as a whole (``preprocess.NORMALIZATION_SCOPE``)
+  and returns the result in the volume's own voxel order; ``volume_support_slices`` picks labelled slices.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -34,6 +40,22 @@ from universeg_jax.model import UniverSeg
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "assets" / "default.safetensors"
 MAX_LABELS = 512
+# The support size v1 was trained with (the paper's), assumed for weights that do not record theirs.
+DEFAULT_SUPPORT_SIZE = 64
+# Memory one forward pass may use, in bytes (Segmenter(memory_budget=...), --memory-budget).
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+# Peak bytes per (query, support set) pair and support example = this x 4 bytes x the features of every level
+# (measured for v1 at 128x128: about 13 MB; docs/inference.md).
+MEMORY_FACTOR = 1.2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedWith:
+    """How weights were trained, as far as inference needs it: image ``size``, ``support_size``, ``resize`` mode."""
+
+    size: tuple[int, int] = pp.DEFAULT_SIZE
+    support_size: int = DEFAULT_SUPPORT_SIZE
+    resize: str = "stretch"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -46,7 +68,13 @@ def load_model(weights: str | Path | None = None) -> UniverSeg:
 
 
 def resolve_weights(weights: str | Path | None = None) -> tuple[UniverSeg, tuple[int, int]]:
-    """The model for ``weights`` and the image size it was trained at.
+    """The model for ``weights`` and the image size it was trained at (see :func:`resolve`)."""
+    model, trained = resolve(weights)
+    return model, trained.size
+
+
+def resolve(weights: str | Path | None = None) -> tuple[UniverSeg, TrainedWith]:
+    """The model for ``weights`` and how it was trained (:class:`TrainedWith`).
 
     * ``"v1"``: the official weights (downloaded once; 128x128);
     * ``*.safetensors``: written by ``universeg_jax.weights.save`` (architecture and size in the file);
@@ -60,21 +88,24 @@ def resolve_weights(weights: str | Path | None = None) -> tuple[UniverSeg, tuple
     if weights is None:
         if not DEFAULT_WEIGHTS.is_file():
             raise FileNotFoundError(
-                "no default weights are shipped with this installation "
-                f"({DEFAULT_WEIGHTS} is missing). Choose weights: --weights v1 on the command line (weights='v1' "
-                "in Python) for the official UniverSeg weights (downloaded once), or the path of a .safetensors "
-                "file, an official .pt file or a training run directory."
+                f"no default weights are shipped with this installation ({DEFAULT_WEIGHTS} is missing); "
+                "choose one of:\n"
+                "  --weights v1          the official UniverSeg weights (downloaded once; weights='v1' in Python)\n"
+                "  --weights FILE        a .safetensors file (universeg-jax export) or an official .pt file\n"
+                "  --weights RUN_DIR     a training run directory (python -m universeg_jax.main --workdir=RUN_DIR)"
             )
         return _from_safetensors(DEFAULT_WEIGHTS)
     if str(weights) in W.PRETRAINED:
-        return W.pretrained(str(weights)), pp.DEFAULT_SIZE
+        return W.pretrained(str(weights)), TrainedWith()
     path = Path(weights)
     if path.is_dir():
         if (path / "checkpoints").is_dir() and (path / "config.json").is_file():
             from universeg_jax import checkpoint  # orbax only when a training run is loaded
 
-            size = json.loads((path / "config.json").read_text())["data"]["size"]
-            return checkpoint.load_model(path), (size, size)
+            data = json.loads((path / "config.json").read_text())["data"]
+            size = data["size"]
+            support = int(data.get("support_size") or DEFAULT_SUPPORT_SIZE)
+            return checkpoint.load_model(path), TrainedWith((size, size), support)
         return _from_safetensors(_single_export(path))
     if not path.exists():
         raise FileNotFoundError(
@@ -82,16 +113,27 @@ def resolve_weights(weights: str | Path | None = None) -> tuple[UniverSeg, tuple
             "existing file or directory"
         )
     if path.suffix in (".pt", ".pth"):
-        return W.load_official(path), pp.DEFAULT_SIZE
+        return W.load_official(path), TrainedWith()
     if path.suffix == ".safetensors":
         return _from_safetensors(path)
     raise ValueError(f"weights file {path} must end in .safetensors, .pt or .pth")
 
 
-def _from_safetensors(path: Path) -> tuple[UniverSeg, tuple[int, int]]:
+def _from_safetensors(path: Path) -> tuple[UniverSeg, TrainedWith]:
+    """A safetensors file and what its metadata records (``image_size``; ``support_size`` and ``resize`` when the
+    writer recorded them, else v1's 64 and ``stretch``)."""
     from universeg_jax import weights as W
 
-    return W.load(path), W.trained_image_size(path) or pp.DEFAULT_SIZE
+    model = W.load(path)
+    metadata = W.read_metadata(path)
+    try:
+        support = int(json.loads(metadata.get("support_size", "0")) or DEFAULT_SUPPORT_SIZE)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: bad support_size in the metadata: {metadata.get('support_size')!r}") from err
+    resize = metadata.get("resize", "stretch")
+    if resize not in pp.RESIZE_MODES:
+        raise ValueError(f"{path}: bad resize mode in the metadata: {resize!r}")
+    return model, TrainedWith(W.trained_image_size(path) or pp.DEFAULT_SIZE, support, resize)
 
 
 def _single_export(directory: Path) -> Path:
@@ -117,13 +159,17 @@ class Support:
     """A preprocessed support set at the model size; build it with ``Segmenter.prepare_support``.
 
     ``images``: ``(N, h, w)`` float32 in [0, 1]; ``masks``: ``(L, N, h, w)`` float32 in {0, 1}, one binary
-    task per entry of ``label_values``; ``names`` identify the examples in messages.
+    task per entry of ``label_values``; ``names`` identify the examples in messages; ``geometries``: for examples
+    cut from volumes, ``(source name, preprocess.Orientation)`` pairs (queries of another orientation or spacing
+    are warned about); ``resize``: how the examples were fitted to the model size.
     """
 
     images: np.ndarray
     masks: np.ndarray
     label_values: tuple[int, ...]
     names: tuple[str, ...]
+    geometries: tuple = ()
+    resize: str = "stretch"
 
     def __len__(self) -> int:
         return len(self.images)
@@ -180,10 +226,47 @@ def _as_volume(x, name: str) -> np.ndarray:
     return arr
 
 
-def _check_axis(axis: int, ndim: int) -> int:
-    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
-        raise ValueError(f"axis must be an integer in [{-ndim}, {ndim}), got {axis!r}")
-    return int(axis) % ndim
+def _orientation(affine) -> pp.Orientation:
+    return pp.Orientation.canonical() if affine is None else pp.Orientation.from_affine(affine)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    """Support sets of one size run together: ``images``/``masks`` ``(g, S, h, w, 1)``; ``sets`` (label index,
+    member index) of each (padding repeats the last set)."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    sets: tuple[tuple[int, int], ...]
+
+
+def support_members(n: int, size: int, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` subsets of ``size`` distinct examples of ``range(n)``, drawn from successive seeded permutations:
+    every example is used once before any is used again (a member that straddles two permutations takes the next
+    examples it does not hold yet)."""
+    rng = np.random.default_rng(seed)
+    pool: deque = deque()
+    members = []
+    for _ in range(count):
+        member: list[int] = []
+        while len(member) < size:
+            if not pool:
+                pool.extend(int(i) for i in rng.permutation(n))
+            for k, candidate in enumerate(pool):
+                if candidate not in member:
+                    member.append(candidate)
+                    del pool[k]
+                    break
+            else:
+                pool.extend(int(i) for i in rng.permutation(n))
+        members.append(np.sort(np.array(member, np.int64)))
+    return members
+
+
+def split_support(n: int, parts: int, seed: int) -> list[np.ndarray]:
+    """A seeded partition of ``range(n)`` into ``parts`` members whose sizes differ by at most one."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, parts)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,7 +277,10 @@ class Segmenter:
     """Preprocess, batch, ensemble and resize around one model.
 
     ``size``: the model input size (v1 was trained at 128x128); ``batch_size``: the most queries in one forward
-    pass (bounds memory); ``percentiles`` / ``window``: intensity normalisation (``window`` for CT, in HU).
+    pass (and read at a time by :meth:`iter_segment`); ``memory_budget``: bytes one forward pass may use, which
+    bounds how many (query, support set) pairs run together; ``percentiles`` / ``window``: intensity normalisation
+    (``window`` for CT, in HU); ``support_size``: the support size the weights were trained with (the default
+    support size); ``resize``: ``"stretch"`` or ``"pad"`` (to a square with the edge values, cropped back after).
     """
 
     def __init__(
@@ -202,9 +288,12 @@ class Segmenter:
         model: UniverSeg,
         *,
         size: Sequence[int] = pp.DEFAULT_SIZE,
-        batch_size: int = 4,
+        batch_size: int = 8,
         percentiles: Sequence[float] = pp.DEFAULT_PERCENTILES,
         window: Sequence[float] | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        support_size: int = DEFAULT_SUPPORT_SIZE,
+        resize: str = "stretch",
     ):
         if not isinstance(model, UniverSeg):
             raise TypeError(f"model must be a UniverSeg, got {type(model).__name__}")
@@ -212,50 +301,96 @@ class Segmenter:
         factor = 2 ** (model.levels - 1)
         if self.size[0] % factor or self.size[1] % factor:
             raise ValueError(f"size {self.size} must be a multiple of {factor} for this model")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size = int(batch_size)
+        for name, value in (("batch_size", batch_size), ("support_size", support_size),
+                            ("memory_budget", memory_budget)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.batch_size, self.trained_support_size = int(batch_size), int(support_size)
+        self.memory_budget = int(memory_budget)
+        self.resize = pp.check_resize_mode(resize)
         # Validate the normalisation options now rather than at the first query.
         pp.normalize_intensity(np.zeros((1, 1)), percentiles=percentiles, window=window)
         self.percentiles, self.window = tuple(percentiles), window
+        levels = [(self.size[0] >> i) * (self.size[1] >> i) * sum(spec) for i, spec in enumerate(model.encoder_blocks)]
+        self.pair_bytes = int(MEMORY_FACTOR * 4 * sum(levels))
+        self._encoded_bytes = 4 * levels[0]  # per support example of a set: the first block's support features
         graphdef, self._params = nnx.split(model)
 
-        def probabilities(params, query, support_images, support_labels):
-            logits = nnx.merge(graphdef, params)(query, support_images, support_labels)
-            return jax.nn.sigmoid(logits[..., 0])
+        def encode(params, support_images, support_labels):
+            return nnx.merge(graphdef, params).encode_support(support_images, support_labels)
 
-        self._forward = jax.jit(probabilities)
+        def segment_encoded(params, query, encoded):
+            return jax.nn.sigmoid(nnx.merge(graphdef, params).segment_encoded(query, encoded)[..., 0])
+
+        self._encode = jax.jit(encode)
+        self._segment_encoded = jax.jit(segment_encoded)
 
     @classmethod
-    def from_weights(cls, weights: str | Path | None = None, *, size: Sequence[int] | None = None, **kwargs):
-        """A Segmenter for ``weights`` (see :func:`resolve_weights`), at the size they were trained at unless
-        ``size`` is given."""
-        model, trained_size = resolve_weights(weights)
-        return cls(model, size=size or trained_size, **kwargs)
+    def from_weights(cls, weights: str | Path | None = None, *, size: Sequence[int] | None = None,
+                     resize: str | None = None, **kwargs):
+        """A Segmenter for ``weights`` (see :func:`resolve`), at the size, support size and resize mode they were
+        trained with unless given."""
+        model, trained = resolve(weights)
+        kwargs.setdefault("support_size", trained.support_size)
+        return cls(model, size=size or trained.size, resize=resize or trained.resize, **kwargs)
 
     # -- support ---------------------------------------------------------------------------------------------
 
     def normalize(self, image, *, name: str = "image") -> np.ndarray:
-        """Intensities of an image or volume mapped to [0, 1] with this Segmenter's percentiles or window."""
+        """Intensities of an image (or a whole volume) mapped to [0, 1] with this Segmenter's percentiles or window."""
         return pp.normalize_intensity(image, percentiles=self.percentiles, window=self.window, name=name)
 
+    def _canonical(self, volume, affine, axis, name: str):
+        """``(canonical float32 volume, its Orientation, canonical axis, stored shape)``."""
+        shape = np.shape(volume)
+        vol = _as_volume(volume, name)
+        orientation = _orientation(affine)
+        canonical = orientation.to_canonical(np.asarray(vol, np.float32))
+        return canonical, orientation, orientation.canonical_axis(axis), shape
+
+    def _volume_range(self, canonical: np.ndarray, name: str):
+        if self.window is None and pp.NORMALIZATION_SCOPE == "volume":
+            return pp.intensity_range(canonical, self.percentiles, name=name)
+        return None
+
+    def _standardize(self, slices: np.ndarray, volume_range, name: str) -> np.ndarray:
+        """Model inputs for raw slices of one volume: ``preprocess.standardize_slices``, as the builders do."""
+        return pp.standardize_slices(slices, self.size, percentiles=self.percentiles, window=self.window,
+                                     volume_range=volume_range, resize=self.resize, name=name)
+
+    def standardize_volume(self, volume, *, axis="axial", affine=None, name: str = "volume") -> np.ndarray:
+        """The model inputs ``(n, h, w)`` for every slice of a volume along ``axis`` (canonical RAS order when an
+        ``affine`` is given): the same arrays the dataset builders store (as ``round(255 * x)``) for its slices."""
+        canonical, _, axis, _ = self._canonical(volume, affine, axis, name)
+        return self._standardize(pp.volume_slices(canonical, axis), self._volume_range(canonical, name), name)
+
     def volume_support_slices(
-        self, volume, label, *, axis: int = -1, count: int | None = 8, indices: Sequence[int] | None = None
+        self,
+        volume,
+        label,
+        *,
+        axis="axial",
+        affine=None,
+        count: int | None = 8,
+        indices: Sequence[int] | None = None,
+        name: str = "volume",
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
         """Labelled 2D slices of a volume for a support set: ``(images, labels, slice indices)``.
 
-        The volume is normalised as a whole (as ``segment_volume`` does). Slices are taken along ``axis``:
+        With an ``affine`` the volume and label are first reoriented to RAS; ``axis`` is a plane (``"sagittal"``,
+        ``"coronal"``, ``"axial"``) or a voxel axis of the stored array (0, 1, 2); indices count along the
+        canonical axis. The volume is normalised as a whole (as ``segment_volume`` and the dataset builders do).
         ``indices`` if given, else ``count`` slices spread evenly over those whose label has foreground
         (``count=None``: all of them), so a partly labelled volume contributes only its labelled slices.
         Pass the images and labels to ``prepare_support(..., normalize=False)``.
         """
-        vol = _as_volume(volume, "volume")
         lab = _as_volume(label, "label")
-        if lab.shape != vol.shape:
-            raise ValueError(f"label shape {lab.shape} does not match volume shape {vol.shape}")
-        axis = _check_axis(axis, vol.ndim)
-        vol = np.moveaxis(self.normalize(vol, name="volume"), axis, 0)
-        lab = np.moveaxis(lab, axis, 0)
+        if lab.shape != _as_volume(volume, name).shape:
+            raise ValueError(f"label shape {lab.shape} does not match volume shape {_as_volume(volume, name).shape}")
+        canonical, orientation, axis, _ = self._canonical(volume, affine, axis, name)
+        vol = pp.normalize_slices(pp.volume_slices(canonical, axis), percentiles=self.percentiles, window=self.window,
+                                  volume_range=self._volume_range(canonical, name), name=name)
+        lab = pp.volume_slices(orientation.to_canonical(lab), axis)
         if indices is None:
             labelled = np.flatnonzero(lab.reshape(len(lab), -1).any(axis=1))
             if len(labelled) == 0:
@@ -281,13 +416,15 @@ class Segmenter:
         label_values: Sequence[int] | None = None,
         normalize: bool = True,
         names: Sequence[str] | None = None,
+        geometries: Sequence | None = None,
     ) -> Support:
         """Preprocess support image/label pairs of any size once.
 
         ``labels``: binary masks or integer label maps matching each image's height and width; every non-zero
         value becomes a task unless ``label_values`` selects some. ``normalize=False`` takes images already in
-        [0, 1] (e.g. from :meth:`volume_support_slices`). Warns about examples with no foreground and fails if
-        a label has no foreground in any example.
+        [0, 1] (e.g. from :meth:`volume_support_slices`). ``geometries``: ``(source name, Orientation)`` of the
+        volumes the examples were cut from (see :class:`Support`). Warns about examples with no foreground and
+        fails if a label has no foreground in any example.
         """
         images, labels = list(images), list(labels)
         if len(images) != len(labels):
@@ -308,7 +445,7 @@ class Segmenter:
                 gray = self.normalize(gray, name=name)
             elif gray.min() < 0 or gray.max() > 1:
                 raise ValueError(f"{name} image must be in [0, 1] when normalize=False")
-            grays.append(pp.resize_image(gray, self.size, "area", name=name))
+            grays.append(pp.fit_image(gray, self.size, self.resize, "area", name=name))
             maps.append(lab)
 
         found = find_label_values(maps, names)
@@ -318,7 +455,7 @@ class Segmenter:
         if not label_values:
             raise ValueError("every support label is empty (no foreground): there is nothing to segment")
         masks = np.stack(
-            [np.stack([pp.resize_label(m == v, self.size, "area", name=n) for m, n in zip(maps, names)])
+            [np.stack([pp.fit_label(m == v, self.size, self.resize, "area", name=n) for m, n in zip(maps, names)])
              for v in label_values]
         )
         for value, per_label in zip(label_values, masks):
@@ -330,7 +467,7 @@ class Segmenter:
         empty = [n for n, m in zip(names, masks.any(axis=(0, 2, 3))) if not m]
         if empty:
             warnings.warn(f"support examples with no foreground: {', '.join(empty)}", UserWarning, stacklevel=2)
-        return Support(np.stack(grays), masks, label_values, tuple(names))
+        return Support(np.stack(grays), masks, label_values, tuple(names), tuple(geometries or ()), self.resize)
 
     # -- queries ---------------------------------------------------------------------------------------------
 
@@ -367,33 +504,34 @@ class Segmenter:
     ) -> Iterator[Segmentation]:
         """Yield one :class:`Segmentation` per query, reading ``queries`` lazily in chunks of ``batch_size``.
 
-        ``ensemble``: number of random support subsets whose probabilities are averaged; ``support_size``:
-        examples per subset (default all; must be smaller than the support when ``ensemble > 1``); ``seed``
-        makes the subsets reproducible; ``threshold``: probability for the label map.
+        ``ensemble``: number of support subsets whose probabilities are averaged; ``support_size``: examples per
+        subset (default: all of them, or at most the trained support size, see :meth:`members`); ``seed`` makes
+        the subsets reproducible; ``threshold``: probability for the label map.
         """
         shape = np.shape(queries) if isinstance(queries, np.ndarray) else None
         if shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
             raise ValueError(f"queries must be a list of images; got one array of shape {queries.shape} (use [image])")
-        sets = self._support_sets(support, ensemble, support_size, seed)
+        plan = self._plan(support, ensemble, support_size, seed)
         threshold = _check_threshold(threshold)
         chunk: list[np.ndarray] = []
+        i = -1
         for i, query in enumerate(queries):
             chunk.append(pp.to_grayscale(query, name=f"queries[{i}]"))
             if len(chunk) == self.batch_size:
-                yield from self._segment_chunk(chunk, sets, support.label_values, threshold, i + 1 - len(chunk))
+                yield from self._segment_chunk(chunk, plan, support.label_values, threshold, i + 1 - len(chunk))
                 chunk = []
         if chunk:
-            yield from self._segment_chunk(chunk, sets, support.label_values, threshold, i + 1 - len(chunk))
+            yield from self._segment_chunk(chunk, plan, support.label_values, threshold, i + 1 - len(chunk))
 
-    def _segment_chunk(self, grays, sets, label_values, threshold, first):
+    def _segment_chunk(self, grays, plan, label_values, threshold, first):
         inputs = np.stack([
-            pp.standardize_image(g, self.size, percentiles=self.percentiles, window=self.window,
-                                 name=f"queries[{first + j}]")
+            pp.fit_image(self.normalize(g, name=f"queries[{first + j}]"), self.size, self.resize, "area",
+                         name=f"queries[{first + j}]")
             for j, g in enumerate(grays)
         ])
-        probs = self._predict(inputs, sets)  # (L, b, h, w)
+        probs = self._predict(inputs, plan)  # (L, b, h, w)
         for j, gray in enumerate(grays):
-            native = pp.resize_image(probs[:, j], gray.shape, "bilinear")
+            native = pp.unfit(probs[:, j], gray.shape, self.resize)
             yield Segmentation(native, label_map_from(native, label_values, threshold), label_values, threshold)
 
     def segment_volume(
@@ -401,79 +539,147 @@ class Segmenter:
         volume,
         support: Support,
         *,
-        axis: int = -1,
+        axis="axial",
+        affine=None,
+        name: str = "volume",
         ensemble: int = 1,
         support_size: int | None = None,
         seed: int = 0,
         threshold: float = 0.5,
         progress: bool = False,
     ) -> Segmentation:
-        """Segment a 3D volume slice by slice along ``axis``; the result has the volume's shape.
+        """Segment a 3D volume slice by slice; the result has the volume's shape and voxel order.
 
-        The volume is normalised as a whole (percentiles or window over all voxels), so slices keep their
-        relative intensities; build the support with :meth:`volume_support_slices` for the same convention.
-        Trailing singleton axes (NIfTI ``(X, Y, Z, 1)``) are accepted and kept in the output shape.
+        ``affine`` (e.g. a NIfTI's): the volume is reoriented to RAS first and ``axis`` may name a plane
+        (``"sagittal"``, ``"coronal"``, ``"axial"``) or a stored voxel axis (0, 1, 2); without one the array is taken
+        as RAS-ordered. A query whose orientation or voxel spacing differs from a support volume's gets a warning
+        naming both. The volume is normalised as a whole (percentiles or window over all voxels), as the dataset
+        builders normalise theirs. Trailing singleton axes (NIfTI ``(X, Y, Z, 1)``) are kept in the output shape.
         """
-        shape = np.shape(volume)
-        vol = _as_volume(volume, "volume")
-        axis = _check_axis(axis, vol.ndim)
-        sets = self._support_sets(support, ensemble, support_size, seed)
+        canonical, orientation, axis, shape = self._canonical(volume, affine, axis, name)
+        if affine is not None:
+            pp.warn_geometry(orientation, name, support.geometries)
+        plan = self._plan(support, ensemble, support_size, seed)
         threshold = _check_threshold(threshold)
-        slices = np.moveaxis(self.normalize(vol, name="volume"), axis, 0)
+        slices, volume_range = pp.volume_slices(canonical, axis), self._volume_range(canonical, name)
         out = np.empty((len(support.label_values),) + slices.shape, np.float32)
-        starts = range(0, len(slices), self.batch_size)
+        # Chunks of batch_size slices reuse the encoded support sets when they fit the budget; otherwise the whole
+        # volume goes in one call, so that each support set is encoded once.
+        step = self.batch_size if self._encoding_bytes(plan) <= self.memory_budget // 4 else len(slices)
+        starts = range(0, len(slices), step)
         if progress:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="slices", unit="batch")
         for start in starts:
-            batch = slices[start : start + self.batch_size]
-            probs = self._predict(pp.resize_image(batch, self.size, "area"), sets)
-            out[:, start : start + len(batch)] = pp.resize_image(probs, batch.shape[1:], "bilinear")
-        out = np.moveaxis(out, 1, axis + 1).reshape((len(out),) + shape)
+            batch = slices[start : start + step]
+            probs = self._predict(self._standardize(batch, volume_range, name), plan)
+            out[:, start : start + len(batch)] = pp.unfit(probs, batch.shape[1:], self.resize)
+        out = np.moveaxis(out, 1, axis + 1)  # (L, X, Y, Z) in RAS order
+        out = np.moveaxis(orientation.from_canonical(np.moveaxis(out, 0, -1)), -1, 0)
+        out = np.ascontiguousarray(out).reshape((len(out),) + shape)
         return Segmentation(out, label_map_from(out, support.label_values, threshold), support.label_values, threshold)
 
-    # -- the model -------------------------------------------------------------------------------------------
+    # -- support sets and the model --------------------------------------------------------------------------
 
-    def _support_sets(self, support: Support, ensemble: int, support_size: int | None, seed: int):
-        """Per label, the ensemble's support subsets as device arrays ``(1, S, h, w, 1)``, built once per call."""
-        if not isinstance(support, Support):
-            raise TypeError(f"support must be a Support from prepare_support, got {type(support).__name__}")
-        if support.images.shape[1:] != self.size:
-            raise ValueError(f"support was prepared at {support.images.shape[1:]}, this Segmenter uses {self.size}")
-        n = len(support)
-        if not isinstance(ensemble, (int, np.integer)) or ensemble < 1:
+    def members(self, n: int, ensemble: int = 1, support_size: int | None = None, seed: int = 0) -> list[np.ndarray]:
+        """The support subsets (indices into ``n`` examples) whose predictions are averaged.
+
+        * ``support_size`` given: ``ensemble`` subsets of that size, drawn so that every example is used once
+          before any is used again (:func:`support_members`);
+        * not given, at most the trained support size: one member with every example;
+        * not given, more examples than the weights were trained with: with ``ensemble=1`` a seeded partition
+          into the fewest members of at most that size (every example used exactly once; a message says so), with
+          ``ensemble=K`` K subsets of the trained size.
+        """
+        if isinstance(ensemble, bool) or not isinstance(ensemble, (int, np.integer)) or ensemble < 1:
             raise ValueError(f"ensemble must be a positive integer, got {ensemble!r}")
-        size = n if support_size is None else support_size
-        if not isinstance(size, (int, np.integer)) or not 1 <= size <= n:
+        trained = self.trained_support_size
+        if support_size is None:
+            if n <= trained:
+                if ensemble > 1:
+                    raise ValueError(
+                        f"ensemble={ensemble} needs support_size smaller than the support ({n} examples): "
+                        "every subset would be the whole support and give the same prediction"
+                    )
+                return [np.arange(n)]
+            if ensemble == 1:
+                parts = math.ceil(n / trained)
+                members = split_support(n, parts, seed)
+                sizes = sorted({len(m) for m in members})
+                warnings.warn(
+                    f"the support has {n} examples, more than the {trained} the weights were trained with: it is "
+                    f"split into {parts} ensemble members of {'-'.join(map(str, sizes))} examples that together use "
+                    "every example once (pass support_size / --support-size to choose)",
+                    UserWarning, stacklevel=3,
+                )
+                return members
+            return support_members(n, trained, ensemble, seed)
+        if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
+                or not 1 <= support_size <= n:
             raise ValueError(f"support_size must be an integer in [1, {n}] (the support has {n} examples), "
-                             f"got {size!r}")
-        if ensemble > 1 and size == n:
+                             f"got {support_size!r}")
+        if ensemble > 1 and support_size == n:
             raise ValueError(
                 f"ensemble={ensemble} needs support_size smaller than the support ({n} examples): "
                 "every subset would be the whole support and give the same prediction"
             )
-        rng = np.random.default_rng(seed)
-        if size == n:
-            subsets = [np.arange(n)]
-        else:
-            subsets = [np.sort(rng.choice(n, size, replace=False)) for _ in range(ensemble)]
-        images = [jnp.asarray(support.images[idx][None, ..., None]) for idx in subsets]
-        return [[(img, jnp.asarray(masks[idx][None, ..., None])) for img, idx in zip(images, subsets)]
-                for masks in support.masks]
+        if support_size == n:
+            return [np.arange(n)]
+        return support_members(n, int(support_size), ensemble, seed)
 
-    def _predict(self, batch: np.ndarray, sets) -> np.ndarray:
+    def _plan(self, support: Support, ensemble: int, support_size: int | None, seed: int) -> dict:
+        """Group every (label, member) support set by size into passes that fit the memory budget."""
+        if not isinstance(support, Support):
+            raise TypeError(f"support must be a Support from prepare_support, got {type(support).__name__}")
+        if support.images.shape[1:] != self.size:
+            raise ValueError(f"support was prepared at {support.images.shape[1:]}, this Segmenter uses {self.size}")
+        if support.resize != self.resize:
+            raise ValueError(f"support was prepared with resize={support.resize!r}, this Segmenter uses {self.resize!r}")
+        members = self.members(len(support), ensemble, support_size, seed)
+        by_size: dict[int, list[tuple[int, int]]] = {}
+        for k, member in enumerate(members):
+            for label in range(len(support.label_values)):
+                by_size.setdefault(len(member), []).append((label, k))
+        groups = []
+        for size, sets in sorted(by_size.items()):
+            pairs = max(1, self.memory_budget // (size * self.pair_bytes))  # (query, set) pairs per pass
+            per_pass = max(1, min(len(sets), pairs))
+            per_pass = 1 << (per_pass.bit_length() - 1) if per_pass < len(sets) else per_pass  # few shapes
+            queries = max(1, min(self.batch_size, pairs // per_pass))
+            for start in range(0, len(sets), per_pass):
+                chosen = sets[start : start + per_pass]
+                padded = chosen + [chosen[-1]] * (per_pass - len(chosen)) if len(sets) > per_pass else chosen
+                images = np.stack([support.images[members[k]] for _, k in padded])[..., None]
+                masks = np.stack([support.masks[label][members[k]] for label, k in padded])[..., None]
+                groups.append((_Group(images, masks, tuple(chosen)), queries))
+        return {"groups": groups, "members": len(members), "labels": len(support.label_values), "encoded": {}}
+
+    def _predict(self, batch: np.ndarray, plan: dict) -> np.ndarray:
         """Ensemble-averaged probabilities ``(L, b, h, w)`` for a batch ``(b, h, w)`` of preprocessed images."""
         b = len(batch)
-        padded = min(self.batch_size, 1 << (b - 1).bit_length())  # few distinct shapes -> few compilations
-        query = np.zeros((padded,) + self.size + (1,), np.float32)
-        query[:b, ..., 0] = batch
-        query = jnp.asarray(query)
-        out = []
-        for members in sets:
-            total = sum(self._forward(self._params, query, img, lab) for img, lab in members)
-            out.append(np.asarray(total / len(members))[:b])
-        return np.stack(out)
+        total = np.zeros((plan["labels"], b) + self.size, np.float32)
+        cache = plan["encoded"]
+        for index, (group, queries) in enumerate(plan["groups"]):
+            encoded = cache.get(index)
+            if encoded is None:
+                encoded = self._encode(self._params, jnp.asarray(group.images), jnp.asarray(group.masks))
+                if self._encoding_bytes(plan) <= self.memory_budget // 4:  # small: keep for the next chunks
+                    cache[index] = encoded
+            for start in range(0, b, queries):
+                part = batch[start : start + queries]
+                n = len(part)
+                padded = min(queries, 1 << (n - 1).bit_length())  # few distinct shapes -> few compilations
+                query = np.zeros((padded,) + self.size + (1,), np.float32)
+                query[:n, ..., 0] = part
+                probs = np.asarray(self._segment_encoded(self._params, jnp.asarray(query), encoded))
+                for j, (label, _) in enumerate(group.sets):
+                    total[label, start : start + n] += probs[j, :n]
+        return total / plan["members"]
+
+    def _encoding_bytes(self, plan: dict) -> int:
+        """Device memory of every group's encoding (first-block support features)."""
+        return sum(g.images.shape[0] * g.images.shape[1] * self._encoded_bytes for g, _ in plan["groups"])
 
 
 def _check_threshold(threshold) -> float:

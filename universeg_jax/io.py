@@ -1,12 +1,15 @@
-"""Image, label and NIfTI files: finding, pairing, reading, atomic writing, and overlay pictures.
+"""Image, label, NIfTI and DICOM files: finding, pairing, reading, atomic writing, and overlay pictures.
 
-Formats: PNG, JPEG, BMP, TIFF (2D) and NIfTI (``.nii``, ``.nii.gz``; 2D or 3D). Every read error names the file;
+Formats: PNG, JPEG, BMP, TIFF (2D), NIfTI (``.nii``, ``.nii.gz``; 2D or 3D) and DICOM series (a folder of
+``.dcm`` files, read by ``universeg_jax.dicom``; DICOM SEG files as labels). Every read error names the file;
 every write goes to a temporary name in the target folder and is renamed into place, so a failure never leaves a
-half-written file.
+half-written file. :func:`read` reads a file once and keeps what writing its outputs needs (header, affine,
+DICOM headers).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -35,8 +38,10 @@ def suffix(path) -> str:
 
 
 def stem(path) -> str:
-    """File name without its extension (``.nii.gz`` counted as one)."""
+    """File name without its extension (``.nii.gz`` counted as one); a folder's (DICOM series) whole name."""
     name = Path(path).name
+    if Path(path).is_dir():
+        return name
     return name[: len(name) - len(suffix(path))]
 
 
@@ -44,22 +49,51 @@ def is_nifti(path) -> bool:
     return suffix(path) in (".nii", ".nii.gz")
 
 
+def is_dicom_seg(path) -> bool:
+    """A DICOM file whose modality is SEG (a segmentation, used as a label)."""
+    from universeg_jax import dicom
+
+    if not Path(path).is_file() or not dicom.is_dicom_file(path):
+        return False
+    import pydicom
+
+    try:
+        return getattr(pydicom.dcmread(path, stop_before_pixels=True), "Modality", "") == "SEG"
+    except Exception:
+        return False
+
+
 def list_images(paths: Sequence, what: str) -> list[Path]:
-    """The supported image files among ``paths`` (files, or folders read non-recursively), sorted by name."""
+    """The supported image files among ``paths`` (files, or folders read non-recursively), sorted by name.
+
+    A folder that holds DICOM image files is itself one entry (a DICOM series, or several); so is each of its
+    sub-folders that does. DICOM SEG files are entries of their own (labels).
+    """
+    from universeg_jax import dicom
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
+            segs = [f for f in sorted(p.iterdir()) if f.is_file() and dicom.is_dicom_file(f) and is_dicom_seg(f)]
+            images = [f for f in dicom.dicom_files(p) if f not in segs]
+            if images:
+                found.append(p)
+            found.extend(segs)
             found.extend(sorted(f for f in p.iterdir() if f.is_file() and suffix(f) in IMAGE_SUFFIXES))
+            found.extend(sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")
+                                and dicom.has_dicom(d)))
         elif p.is_file():
-            if suffix(p) not in IMAGE_SUFFIXES:
-                raise ValueError(f"{what}: {p} is not a supported image file ({', '.join(IMAGE_SUFFIXES)})")
+            if suffix(p) not in IMAGE_SUFFIXES and not dicom.is_dicom_file(p):
+                raise ValueError(f"{what}: {p} is not a supported image file ({', '.join(IMAGE_SUFFIXES)}, "
+                                 "or a folder of DICOM files)")
             found.append(p)
         else:
             raise FileNotFoundError(f"{what}: {p} does not exist")
     if not found:
-        raise ValueError(f"{what}: no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
+        raise ValueError(f"{what}: no image files ({', '.join(IMAGE_SUFFIXES)}) or DICOM series in "
+                         f"{', '.join(map(str, paths))}")
     return found
 
 
@@ -98,7 +132,9 @@ def pair_images_labels(images: Sequence[Path], labels: Sequence[Path]) -> list[t
 
 
 def load_nifti(path):
-    """The nibabel image of a NIfTI file (header and affine kept), with a clear error if it is unreadable."""
+    """The nibabel image of a NIfTI file (header and affine kept), with a clear error if it is unreadable.
+
+    Its voxels are read once, here, and cached in the image (``get_fdata``), so a truncated file fails now."""
     import nibabel as nib
 
     path = _existing(path)
@@ -108,6 +144,61 @@ def load_nifti(path):
     except Exception as err:
         raise ValueError(f"cannot read NIfTI file {path}: {err}") from None
     return image
+
+
+@dataclasses.dataclass
+class Loaded:
+    """One file (or DICOM series) read once: ``array`` as stored (2D image, or a volume in its stored voxel order),
+    ``affine`` for volumes, ``reference`` (the nibabel image outputs are written with) and, for DICOM, ``series``."""
+
+    path: Path
+    name: str
+    array: np.ndarray
+    volume: bool
+    affine: np.ndarray | None = None
+    reference: object = None
+    series: object = None
+
+    @property
+    def nifti_output(self) -> bool:
+        """Outputs are NIfTI (NIfTI and DICOM sources)."""
+        return self.reference is not None
+
+
+def read(path, *, what: str = "image") -> list[Loaded]:
+    """Read a file, or a DICOM folder (one entry per series), once.
+
+    NIfTI voxels are float32 (as the dataset builders read them) for images and exact for labels
+    (``what="label"``); 2D files as :func:`read_image` / :func:`read_label`.
+    """
+    from universeg_jax import dicom
+
+    path = Path(path)
+    if path.is_dir():
+        return [Loaded(path, s.name, np.asarray(s.image.dataobj), True, s.image.affine, s.image, s)
+                for s in dicom.read_folder(path, what=f"{what} {path}")]
+    if is_nifti(path):
+        image = _load_nifti_once(path)
+        try:
+            array = np.asarray(image.dataobj, np.float32) if what == "image" else np.asanyarray(image.dataobj)
+        except Exception as err:
+            raise ValueError(f"cannot read NIfTI file {path}: {err}") from None
+        shape = list(array.shape)
+        while len(shape) > 2 and shape[-1] == 1:
+            shape.pop()
+        return [Loaded(path, stem(path), array, len(shape) == 3, image.affine, image)]
+    array = read_label(path) if what == "label" else read_image(path)
+    return [Loaded(path, stem(path), array, False)]
+
+
+def _load_nifti_once(path):
+    import nibabel as nib
+
+    path = _existing(path)
+    try:
+        return nib.load(str(path))
+    except Exception as err:
+        raise ValueError(f"cannot read NIfTI file {path}: {err}") from None
 
 
 def is_volume(path) -> bool:
@@ -166,7 +257,10 @@ def _existing(path) -> Path:
 
 
 def mask_suffix(path) -> str:
-    """The suffix a mask for the image at ``path`` is written with: the same format, but PNG instead of JPEG."""
+    """The suffix a mask for the image at ``path`` is written with: the same format, but PNG instead of JPEG and
+    NIfTI (``.nii.gz``) for a DICOM series."""
+    if Path(path).is_dir():
+        return ".nii.gz"
     kind = suffix(path)
     return ".png" if kind in (".jpg", ".jpeg") else kind
 
@@ -205,6 +299,11 @@ def write_array(path, array: np.ndarray, *, reference=None) -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # Overlays: a quick look at support examples and a prediction.
 
+BACKGROUND = np.array((24, 24, 24), np.uint8)
+TEXT_COLOUR = (235, 235, 235)
+GAP = 4
+TITLE_HEIGHT = 20
+
 
 def _outline(mask: np.ndarray) -> np.ndarray:
     """Boundary pixels of a binary mask, two pixels wide."""
@@ -214,52 +313,117 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def _panel(image: np.ndarray, label_map: np.ndarray, height: int, colours) -> np.ndarray:
-    """An RGB picture of a 2D image at ``height`` px with each label value's outline in its colour."""
+def colour_of(label_values: Sequence[int]) -> dict[int, np.ndarray]:
+    """One palette colour per label value, in the order of ``label_values``."""
+    return {int(v): PALETTE[i % len(PALETTE)] for i, v in enumerate(label_values)}
+
+
+def _panel(image: np.ndarray, label_map, size: tuple[int, int], colours: dict, fill: float = 0.35) -> np.ndarray:
+    """An RGB picture of a 2D image at ``size`` (h, w), each label value tinted and outlined in its colour."""
     h, w = image.shape
-    size = (height, max(1, round(w * height / h)))
-    gray = pp.resize_image(pp.normalize_intensity(image), size, "area" if h > height else "bilinear")
-    rgb = np.repeat((gray * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
-    values = [v for v in np.unique(label_map) if v != 0]
-    for value in values:
-        mask = pp.resize_label(label_map == value, size, "nearest").astype(bool)
-        rgb[_outline(mask)] = colours(value)
-    return rgb
+    method = "area" if h > size[0] else "bilinear"
+    gray = pp.resize_image(pp.normalize_intensity(image), size, method)
+    rgb = np.repeat((gray * 255).round()[..., None], 3, axis=-1)
+    if label_map is not None:
+        for value in [v for v in np.unique(label_map) if v != 0]:
+            mask = pp.resize_label(label_map == value, size, "nearest").astype(bool)
+            colour = colours.get(int(value), PALETTE[0]).astype(np.float64)
+            rgb[mask] = (1 - fill) * rgb[mask] + fill * colour
+            rgb[_outline(mask)] = colour
+    return rgb.round().clip(0, 255).astype(np.uint8)
+
+
+def _font(size: int = 14):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_strip(width: int, items: Sequence[tuple[int, str]], height: int = TITLE_HEIGHT,
+                swatches: dict | None = None) -> np.ndarray:
+    """A dark strip with ``(x, text)`` titles; with ``swatches`` ({x: colour}) a colour square before each text."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, height), tuple(int(c) for c in BACKGROUND))
+    draw = ImageDraw.Draw(strip)
+    font = _font()
+    for x, text in items:
+        offset = 0
+        if swatches and x in swatches:
+            draw.rectangle([x + 2, 4, x + height - 6, height - 5], fill=tuple(int(c) for c in swatches[x]))
+            offset = height
+        draw.text((x + 3 + offset, 2), text, fill=TEXT_COLOUR, font=font)
+    return np.asarray(strip)
+
+
+def _row(panels: Sequence[tuple[np.ndarray, object, str]], width: int, colours: dict) -> np.ndarray:
+    """Panels (image, label map or None, title) side by side at one height so that the row is ``width`` wide."""
+    aspects = [p[0].shape[1] / p[0].shape[0] for p in panels]
+    usable = width - GAP * (len(panels) - 1)
+    height = max(8, int(usable / sum(aspects)))
+    widths = [max(1, int(height * a)) for a in aspects]
+    widths[-1] += usable - sum(widths)  # rounding: the last panel absorbs it, so the row is exactly `width`
+    pictures, titles, x = [], [], 0
+    for (image, labels, title), w in zip(panels, widths):
+        pictures.append(_panel(image, labels, (height, w), colours))
+        titles.append((x, title))
+        x += w + GAP
+    row = np.full((height, width, 3), BACKGROUND, np.uint8)
+    x = 0
+    for picture in pictures:
+        row[:, x : x + picture.shape[1]] = picture
+        x += picture.shape[1] + GAP
+    return np.concatenate([_text_strip(width, titles), row])
 
 
 def overlay(
-    query: np.ndarray,
-    label_map: np.ndarray,
+    query,
+    label_map,
     label_values: Sequence[int],
     support_images: Sequence[np.ndarray] = (),
     support_labels: Sequence[np.ndarray] = (),
     *,
-    height: int = 256,
+    width: int = 768,
     max_support: int = 8,
+    titles: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """An RGB uint8 picture: top, the query and the query with the predicted outlines (one colour per label);
-    bottom, up to ``max_support`` support examples with their label outlines in green."""
-    query = pp.to_grayscale(query, name="query")
-    colour_of = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(label_values)}
-    top = [
-        _panel(query, np.zeros(query.shape, np.uint8), height, None),
-        _panel(query, label_map, height, lambda v: colour_of.get(v, PALETTE[0])),
-    ]
-    rows = [top]
-    thumbs = [
-        _panel(pp.to_grayscale(img), pp.label_to_2d(lab) != 0, height // 2, lambda v: SUPPORT_COLOUR)
-        for img, lab in list(zip(support_images, support_labels))[:max_support]
-    ]
-    if thumbs:
-        rows.append(thumbs)
-    gap = 4
-    width = max(sum(p.shape[1] for p in row) + gap * (len(row) - 1) for row in rows)
-    canvas = np.full((sum(row[0].shape[0] for row in rows) + gap * (len(rows) - 1), width, 3), 255, np.uint8)
-    y = 0
+    """An RGB uint8 picture with titled rows and no blank area.
+
+    Top: each query (one 2D image, or a list of slices) and its prediction, each label value tinted and outlined
+    in its own colour; middle: up to ``max_support`` support examples with their labels in the same colours
+    (``support_labels`` are label maps of those values); bottom: a legend of the label values. Every row is
+    ``width`` pixels wide.
+    """
+    several = isinstance(query, (list, tuple))
+    queries = list(query) if several else [query]
+    maps = list(label_map) if several else [label_map]
+    if len(maps) != len(queries):
+        raise ValueError(f"overlay: {len(queries)} queries but {len(maps)} label maps")
+    titles = list(titles) if titles is not None else ["query"] * len(queries)
+    colours = colour_of(label_values)
+    top = []
+    for image, labels, title in zip(queries, maps, titles):
+        gray = pp.to_grayscale(image, name="query")
+        top += [(gray, None, title), (gray, np.asarray(labels).reshape(gray.shape), "prediction")]
+    rows = [_row(top, width, colours)]
+    pairs = list(zip(support_images, support_labels))
+    if pairs:
+        shown = pairs[:max_support]
+        title = f"support ({len(shown)} of {len(pairs)})" if len(pairs) > len(shown) else "support"
+        panels = [(pp.to_grayscale(img), pp.label_to_2d(lab), title if k == 0 else "")
+                  for k, (img, lab) in enumerate(shown)]
+        rows.append(_row(panels, width, colours))
+    legend, swatches, x = [], {}, 0
+    for value in label_values:
+        legend.append((x, f"label {value}"))
+        swatches[x] = colours[int(value)]
+        x += 110
+    rows.append(_text_strip(width, legend, swatches=swatches))
+    separator = np.full((GAP, width, 3), BACKGROUND, np.uint8)
+    out = []
     for row in rows:
-        x = 0
-        for panel in row:
-            canvas[y : y + panel.shape[0], x : x + panel.shape[1]] = panel
-            x += panel.shape[1] + gap
-        y += row[0].shape[0] + gap
-    return canvas
+        out += [row, separator]
+    return np.concatenate(out[:-1])

@@ -19,6 +19,9 @@ The computation equals the official PyTorch model (JJGO/UniverSeg) but uses exac
 * the interactions themselves are never built: the support conv of ``query_half + support_half_i`` is
   ``conv(query_half) + conv(support_half_i)``.
 
+For inference, ``encode_support`` computes the first block's query-independent support work once per support set
+and ``segment_encoded`` runs any number of queries against many support sets in one pass.
+
 Inside, support features are laid out ``(S, B, H, W, C)`` so that vmapping over the support folds it into the
 conv batch for free.
 """
@@ -247,22 +250,82 @@ class UniverSeg(nnx.Module):
         # Inside, support features are (S, B, H, W, C): see CrossConv.
         support = jnp.concatenate([jnp.asarray(support_images, dtype), jnp.asarray(support_labels, dtype)], -1)
         support = jnp.swapaxes(support, 0, 1)
+        first = self.enc_blocks[0]
+        s_parts = (support,) if first.support_output else (support_mean(support),)
+        q, s = self._run(first, (query,), s_parts)
+        return self._after_first_block(q, s)
 
-        q_parts, s_parts, skips = (query,), (support,), []
-        for i, block in enumerate(self.enc_blocks):
+    def _after_first_block(self, q, s):
+        """The network from the first block's outputs (query ``(B, H, W, C)``, support ``(S, B, H, W, C)``) on."""
+        dtype = self.dtype
+        skips = []
+        for i in range(1, self.levels):
+            block = self.enc_blocks[i]
+            skips.append((q, s))
+            q_parts, s_parts = (max_pool2(q),), (max_pool2(s),)
             if not block.support_output:
                 s_parts = tuple(map(support_mean, s_parts))
             q, s = self._run(block, q_parts, s_parts)
-            if i == self.levels - 1:
-                break
-            skips.append((q, s))
-            q_parts, s_parts = (max_pool2(q),), (max_pool2(s),)
         for block in self.dec_blocks:
             q_skip, s_skip = skips.pop()
             if not block.support_output:
                 s, s_skip = support_mean(s), support_mean(s_skip)
             q, s = self._run(block, (upsample2(q), q_skip), (upsample2(s), s_skip))
         return self.out_conv(q, dtype).astype(jnp.float32)
+
+    # -- inference with support sets reused across queries -------------------------------------------------
+
+    def encode_support(self, support_images: jax.Array, support_labels: jax.Array) -> dict[str, jax.Array]:
+        """The query-independent work of the first block for G support sets ``(G, S, H, W, 1)``, computed once and
+        reused for any number of queries by :meth:`segment_encoded`.
+
+        The first block's cross-conv support half ``Conv_v(v_i)`` and its support conv ``conv(Conv_v(v_i))`` do not
+        depend on the query (the rewrites in the module docstring). Returns ``{"mean": (G, H, W, C),
+        "support": (S, G, H, W, C') or absent}``.
+        """
+        if support_images.ndim != 5 or support_labels.shape != support_images.shape:
+            raise ValueError(
+                f"support_images and support_labels must both have shape (G, S, H, W, 1), got "
+                f"{tuple(support_images.shape)} and {tuple(support_labels.shape)}"
+            )
+        g, _, h, w, _ = support_images.shape
+        validate_inputs(jnp.zeros((g, h, w, 1), jnp.float32), support_images, support_labels, self.levels)
+        dtype = self.dtype
+        support = jnp.concatenate([jnp.asarray(support_images, dtype), jnp.asarray(support_labels, dtype)], -1)
+        support = jnp.swapaxes(support, 0, 1)  # (S, G, H, W, 2)
+        first = self.enc_blocks[0]
+        kernel = first.cross.conv.kernel[...].astype(dtype)
+        support_kernel = kernel[:, :, first.cross.query_features :]
+        half = jax.vmap(lambda v: conv_parts((v,), support_kernel))(support)
+        encoded = {"mean": support_mean(half)[0]}
+        if first.support_output:
+            encoded["support"] = conv2d(half, first.support.kernel[...].astype(dtype))
+        return encoded
+
+    def segment_encoded(self, query: jax.Array, encoded: dict[str, jax.Array]) -> jax.Array:
+        """Logits ``(G, B, H, W, 1)`` of ``B`` queries ``(B, H, W, 1)`` against each of the G support sets encoded by
+        :meth:`encode_support`: equal to calling the model on every (set, query) pair, with the first block's
+        support work done once per set and its query-only work once per query."""
+        mean = encoded["mean"]
+        g, h, w, _ = mean.shape
+        if query.ndim != 4 or query.shape[1:] != (h, w, 1):
+            raise ValueError(f"query must have shape (B, {h}, {w}, 1) like the encoded support, got {tuple(query.shape)}")
+        b = query.shape[0]
+        dtype = self.dtype
+        first = self.enc_blocks[0]
+        kernel = first.cross.conv.kernel[...].astype(dtype)
+        query_kernel = kernel[:, :, : first.cross.query_features]
+        query_half = conv_parts((jnp.asarray(query, dtype),), query_kernel) + first.cross.conv.bias[...].astype(dtype)
+        q = jax.nn.leaky_relu(first.target(query_half[None] + mean[:, None], dtype), LEAKY_SLOPE)
+        q = q.reshape((g * b,) + q.shape[2:])
+        s = None
+        if first.support_output:
+            query_term = first.support(query_half, dtype)  # (B, H, W, C'), with the bias
+            support = encoded["support"]
+            s = jax.nn.leaky_relu(support[:, :, None] + query_term[None, None], LEAKY_SLOPE)
+            s = s.reshape((support.shape[0], g * b) + s.shape[3:])
+        logits = self._after_first_block(q, s)
+        return logits.reshape((g, b) + logits.shape[1:])
 
     def _run(self, block: CrossBlock, query_parts, support_parts):
         if self.remat:
