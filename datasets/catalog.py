@@ -1,6 +1,7 @@
 """The catalog of MegaMedical source datasets (``catalog.json``) and its Markdown table.
 
-    python -m universeg_datasets.catalog        # prints the table used in docs/datasets.md
+    python -m universeg_datasets.catalog            # prints the catalog table used in docs/datasets.md
+    python -m universeg_datasets.catalog --layouts  # prints the raw builders' layout table used there
 """
 
 from __future__ import annotations
@@ -58,5 +59,20 @@ def markdown_table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def layouts_table() -> str:
+    """One row per raw builder: what it gives and the files it reads inside the manual dir (the layout part of
+    its MANUAL_DOWNLOAD_INSTRUCTIONS, with the download note)."""
+    lines = ["| builder | what | layout inside the manual dir |", "|---|---|---|"]
+    for name in sorted(registry.RAW):
+        builder = registry.builder_class(name)
+        layout = builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split("so that it reads:\n", 1)[-1]
+        cells = "<br>".join(f"`{line.strip()}`" if line.startswith("  ") else line for line in layout.splitlines())
+        what = " ".join((builder.__doc__ or "").split())
+        lines.append(f"| `{name}` | {what} | {cells.replace('|', '&#124;')} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(markdown_table(load_catalog()))
+    import sys
+
+    print(layouts_table() if "--layouts" in sys.argv[1:] else markdown_table(load_catalog()))

@@ -2,6 +2,7 @@
 
 import builtins
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,8 @@ def test_bad_download_names_the_file_and_leaves_nothing(case, tmp_path):
     assert not list((tmp_path / "data").glob(f"{name}/*/*/dataset_info.json"))
     with pytest.raises(FileNotFoundError, match="not built"):
         tasks.open_tasks([name], tmp_path / "data", size=64)
+
+
+def test_docs_layout_table_is_up_to_date():
+    docs = (Path(__file__).parents[1] / "docs" / "datasets.md").read_text()
+    assert catalog.layouts_table() in docs, "regenerate: python -m universeg_datasets.catalog --layouts"

@@ -60,14 +60,16 @@ def role_array(role, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown fake file role {role!r}")
 
 
-def write_fake(name: str, manual_dir, seed: int = 0) -> None:
+def write_fake(name: str, manual_dir, seed: int = 0, copies: int = 1) -> None:
+    """Write the fake files of ``name``; ``copies`` > 1 repeats each subject under ids with a digit appended
+    (for benchmarks)."""
     fake = FAKES[name]
     rng = np.random.default_rng(seed)
     root = Path(manual_dir) / fake.folder
-    for subject in fake.subjects:
+    for base, subject in ((s, s + (str(c) if c else "")) for c in range(copies) for s in fake.subjects):
         label = nested_labels(SHAPE_3D if fake.dims == 3 else SHAPE_2D, fake.values)
         for template, role, *only in fake.files:
-            if only and subject not in only[0]:
+            if only and base not in only[0]:
                 continue
             array = role_array(role, label, rng)
             if "{k}" in template:  # one 2D file per slice of the volume

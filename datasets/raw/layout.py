@@ -124,6 +124,8 @@ class Layout:
         lines = [f"  {folder}/{t}" + (f"   ({m})" if m else "") for m, t in self.templates.items()]
         lines += [f"  {folder}/{t}   (label)" for t in self.labels]
         lines += [f"  {folder}/{t}   ({name}, if present)" for name, t in self.layers.items()]
+        if self.fields:
+            lines.append("  where " + "; ".join(f"{{{k}}} is {v}" for k, v in self.fields.items()))
         return "\n".join(lines)
 
 
