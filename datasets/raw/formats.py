@@ -303,7 +303,7 @@ class ArrayItem:
     channel: int | None = None
 
     def read(self, volumetric, like=None):
-        array = _npy(self.path)
+        array = cached("NumPy", self.path)
         if self.index >= len(array):
             raise ValueError(f"{self.path} has {len(array)} items; item {self.index} does not exist")
         item = np.asarray(array[self.index] if self.channel is None else array[self.index, ..., self.channel])
@@ -313,17 +313,29 @@ class ArrayItem:
         return f"{self.path}[{self.index}]"
 
 
-@functools.lru_cache(maxsize=8)
-def _npy(path: Path) -> np.ndarray:
-    readers.require_file(path, "NumPy file")
+def cached(kind: str, path: Path):
+    """The opened contents of a file read by many items (NumPy memory map, HDF5 handle, parsed JSON), kept
+    while the file is unchanged on disk (same modification time and size)."""
+    stat = readers.require_file(path, f"{kind} file").stat()
+    return _open_cached(kind, path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _open_cached(kind: str, path: Path, *_):
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        if kind == "NumPy":
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        if kind == "HDF5":
+            return optional_import("h5py", f"HDF5 file {path}").File(path, "r")
+        return json.loads(path.read_text())
+    except ImportError:
+        raise
     except Exception as err:
-        raise ValueError(f"cannot read NumPy file {path}: {err}") from err
+        raise ValueError(f"cannot read {kind} file {path}: {err}") from err
 
 
 def npy_length(path: Path) -> int:
-    return len(_npy(path))
+    return len(cached("NumPy", path))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,18 +356,8 @@ class Hdf5Item:
         return f"{self.path}:{self.key}[{self.index}]"
 
 
-@functools.lru_cache(maxsize=4)
-def _hdf5(path: Path):
-    h5py = optional_import("h5py", f"HDF5 file {path}")
-    readers.require_file(path, "HDF5 file")
-    try:
-        return h5py.File(path, "r")
-    except Exception as err:
-        raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
-
-
 def hdf5_dataset(path: Path, key: str):
-    handle = _hdf5(path)
+    handle = cached("HDF5", path)
     if key not in handle:
         raise ValueError(f"HDF5 file {path} has no dataset {key!r} (has {sorted(handle)})")
     return handle[key]
@@ -399,7 +401,7 @@ class RleMask:
     keys: tuple[str, ...]
 
     def read(self, volumetric, like=None):
-        node = _json(self.path)
+        node = cached("JSON", self.path)
         try:
             for key in self.keys:
                 node = node[key]
@@ -411,17 +413,8 @@ class RleMask:
         return f"{self.path}:{'/'.join(self.keys)}"
 
 
-@functools.lru_cache(maxsize=4)
-def _json(path: Path):
-    readers.require_file(path, "JSON file")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read JSON file {path}: {err}") from err
-
-
 def read_json(path: Path):
-    return _json(path)
+    return cached("JSON", path)
 
 
 def decode_rle(rle: dict) -> np.ndarray:
