@@ -87,7 +87,9 @@ ABSENT = {"chaos": {("ct", "right_kidney"), ("ct", "spleen")}}
 # Examples each fake layout gives (checks that no image is dropped or read twice).
 EXAMPLES = {"idrid": 9, "mnms": 36, "camus": 18, "eophtha": 4, "feto_plac": 4, "consep": 6, "isles2017": 36,
             "chaos": 60, "i2cvb": 15, "scd": 6, "isbi_em": 3, "pannuke": 12, "tucc": 3, "chexplanation": 4,
-            "echonet": 4, "hmc_qu": 6}
+            "echonet": 4, "hmc_qu": 6,
+            "acdc": 36,  # 2 frames per patient
+            "amos": 18, "mm_whs": 36, "wbc": 8, "rose": 6}  # each subject in one modality (ROSE-1: two)
 # Fakes of these builders draw every label brighter than the background: a label must lie on bright pixels
 # (catches an image and its label read in different orientations or orders).
 ALIGNED = set(fakes.FAKES) | {"mnms", "nci_isbi", "scd", "pannuke", "tucc", "chexplanation", "echonet", "hmc_qu"}
@@ -117,8 +119,8 @@ def test_raw_builder_gives_documented_examples(name, tmp_path):
     expected = {(m, l) for m in modalities for l in labels} - ABSENT.get(name, set())
     assert set(index["tasks"]) == {standardize.task_id(name, m, l, a) for m, l in expected for a in axes}
     assert set(index["example_subject"]) == subjects
-    if name in EXAMPLES:
-        assert len(index["example_task"]) == EXAMPLES[name]
+    # by default every subject has one image showing every label in every view
+    assert len(index["example_task"]) == EXAMPLES.get(name, len(expected) * len(axes) * len(subjects))
     for example in read_all(builder.data_path):
         assert example["image"].max() > example["image"].min()  # a real image, not a constant
         if name in ALIGNED:
