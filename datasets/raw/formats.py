@@ -9,8 +9,8 @@ frames of a video.
 
 Volumes come back in the closest canonical (RAS) orientation when the format carries one (NIfTI, MetaImage,
 NRRD, DICOM), as ``(X, Y, Z)`` or ``(X, Y, Z, C)``; 2D images as ``(H, W)`` or ``(H, W, C)`` in file order.
-Optional libraries (pydicom, pynrrd, h5py, av) are imported when a file needs them, with a message naming
-the extra that installs them.
+pydicom (a core dependency) and the libraries of the ``raw`` extra (pynrrd, h5py, av) are imported when a
+file needs them; a missing one fails with a message naming the extra.
 """
 
 from __future__ import annotations
