@@ -29,7 +29,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import time
 import zlib
 from collections import defaultdict
