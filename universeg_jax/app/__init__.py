@@ -78,6 +78,9 @@ def main(args) -> None:
         print(f"{PROG}: open {server.address(sock)} in your browser (Ctrl+C stops; uploads live only until then, "
               "so download what you want to keep)", flush=True)
         server.serve(session, sock)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its clean shutdown
+        pass
     finally:
         sock.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    print(f"{PROG}: stopped", file=sys.stderr)

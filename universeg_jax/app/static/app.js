@@ -14,7 +14,7 @@ const app = {
   colours: new Map(),
   painting: false, last: null,
   pendingSave: Promise.resolve(), saves: 0,
-  viewSeq: 0, busy: 0, paintTouched: false,
+  viewSeq: 0, busy: 0, waiting: false, paintTouched: false,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -41,8 +41,14 @@ function clearMessages() { $("messages").replaceChildren(); }
 
 function setBusy(delta) {
   app.busy += delta;
-  document.body.dataset.busy = String(app.busy);
-  $("busy").hidden = app.busy === 0;
+  showBusy();
+}
+
+// body[data-busy] is "0" when no request is in flight and no reload is waiting (tests wait for it).
+function showBusy() {
+  const busy = app.busy + (app.waiting ? 1 : 0);
+  document.body.dataset.busy = String(busy);
+  $("busy").hidden = busy === 0;
 }
 
 async function request(method, url, body) {
@@ -247,7 +253,7 @@ async function loadView() {
     $("slice").max = String(q.slices - 1);
     app.slice = Math.min(app.slice, q.slices - 1);
     $("slice").value = String(app.slice);
-    $("slice-value").textContent = `${app.slice} / ${q.slices - 1} (axis ${app.state.settings.axis})`;
+    $("slice-value").textContent = `${app.slice} / ${q.slices - 1} (${app.state.settings.axis})`;
   }
   if (!q) {
     app.view = null;
@@ -269,11 +275,14 @@ async function loadView() {
     return;
   }
   if (seq !== app.viewSeq) return; // a newer request is on its way
+  // The painting on screen is newer than the server's copy of the same slice (it is saved at each stroke's end).
+  const same = app.view && app.edits && app.view.query === view.query && app.view.slice === view.slice &&
+    app.w === view.width && app.h === view.height;
   app.view = view;
   app.w = view.width;
   app.h = view.height;
   app.pred = view.prediction ? decode(view.prediction) : new Uint16Array(view.width * view.height);
-  app.edits = view.edits ? decode(view.edits) : new Uint16Array(view.width * view.height).fill(NO_EDIT);
+  if (!same) app.edits = view.edits ? decode(view.edits) : new Uint16Array(view.width * view.height).fill(NO_EDIT);
   const picture = new Image();
   picture.src = view.image;
   await picture.decode();
@@ -304,19 +313,27 @@ async function loadView() {
   showNotes(view.notes);
 }
 
+// Each label in its legend colour: a light fill with a solid outline (painted pixels a little stronger).
 function drawOverlay() {
   if (!app.view) return;
   const ctx = $("overlay-canvas").getContext("2d");
   const image = ctx.createImageData(app.w, app.h);
   const data = image.data;
-  for (let i = 0; i < app.pred.length; i++) {
-    const v = app.edits[i] !== NO_EDIT ? app.edits[i] : app.pred[i];
-    if (!v) continue;
-    const c = app.colours.get(v) || [255, 255, 255];
-    data[4 * i] = c[0];
-    data[4 * i + 1] = c[1];
-    data[4 * i + 2] = c[2];
-    data[4 * i + 3] = app.edits[i] !== NO_EDIT ? 150 : 110;
+  const w = app.w, h = app.h;
+  const at = (i) => (app.edits[i] !== NO_EDIT ? app.edits[i] : app.pred[i]);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      const v = at(i);
+      if (!v) continue;
+      const edge = (x > 0 && at(i - 1) !== v) || (x < w - 1 && at(i + 1) !== v) ||
+        (y > 0 && at(i - w) !== v) || (y < h - 1 && at(i + w) !== v);
+      const c = app.colours.get(v) || [255, 255, 255];
+      data[4 * i] = c[0];
+      data[4 * i + 1] = c[1];
+      data[4 * i + 2] = c[2];
+      data[4 * i + 3] = edge ? 255 : app.edits[i] !== NO_EDIT ? 130 : 80;
+    }
   }
   ctx.putImageData(image, 0, 0);
 }
@@ -491,7 +508,13 @@ function debounce(fn, ms) {
   let timer = null;
   return () => {
     clearTimeout(timer);
-    timer = setTimeout(fn, ms);
+    app.waiting = true;
+    showBusy();
+    timer = setTimeout(() => {
+      app.waiting = false;
+      showBusy();
+      fn();
+    }, ms);
   };
 }
 
@@ -504,7 +527,7 @@ for (const id of ["support-size", "ensemble", "seed", "probability-label"]) $(id
 $("slice").addEventListener("input", () => {
   app.slice = Number($("slice").value);
   const q = currentQuery();
-  if (q) $("slice-value").textContent = `${app.slice} / ${q.slices - 1} (axis ${app.state.settings.axis})`;
+  if (q) $("slice-value").textContent = `${app.slice} / ${q.slices - 1} (${app.state.settings.axis})`;
   reload();
 });
 $("paint-value").addEventListener("input", () => {
