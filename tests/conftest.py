@@ -63,7 +63,9 @@ class FakeTaskStore:
                         labels.append(disc.astype(np.float32)[..., None])
                         self._meta.append((task_id, f"subject{s}"))
                 self.tasks.append(FakeTask(task_id, dataset, tuple(examples), tuple(subject_ids)))
-        self._images, self._labels = np.stack(images), np.stack(labels)
+        # Quantised to 8 bits like a built dataset, so that ``store[i]`` and ``gather`` agree.
+        self._images = (np.round(np.stack(images) * 255) / 255).astype(np.float32)
+        self._labels = np.stack(labels)
 
     def __len__(self):
         return len(self._images)
@@ -71,6 +73,12 @@ class FakeTaskStore:
     def __getitem__(self, index):
         task, subject = self._meta[index]
         return {"image": self._images[index], "label": self._labels[index], "task": task, "subject": subject}
+
+    def gather(self, indices):
+        """uint8 images and labels, as ``TaskStore.gather``."""
+        indices = np.asarray(indices)
+        return (np.round(self._images[indices] * 255).astype(np.uint8),
+                self._labels[indices].astype(np.uint8))
 
     def select(self, datasets=None, exclude=()):
         view = object.__new__(FakeTaskStore)
@@ -91,6 +99,9 @@ def tiny_config(**changes):
     config.data.num_workers = 0
     config.train.eval_every = 0
     for path, value in changes.items():
-        section, field = path.split(".")
-        config[section][field] = value
+        *sections, field = path.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[field] = value
     return config

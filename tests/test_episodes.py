@@ -1,4 +1,5 @@
-"""Episode pipeline: task weighting, distinct subjects, sharding by process, exact iterator resume."""
+"""Episode pipeline: task weighting, distinct subjects, uint8 episodes with their index, sharding by process,
+resuming at a batch position, device prefetch."""
 
 import collections
 import dataclasses
@@ -21,7 +22,7 @@ def store():
 
 def sampler_for(store, support=SUPPORT, **weights):
     tasks = episodes.usable_tasks(store.tasks, support)
-    return episodes.EpisodeSampler(store, tasks, support, episodes.task_probabilities(tasks, **weights), None, None)
+    return episodes.EpisodeSampler(store, tasks, support, episodes.task_probabilities(tasks, **weights))
 
 
 def batches(store, n, **kwargs):
@@ -41,14 +42,19 @@ def test_subjects_are_not_repeated_within_an_episode(store, seed):
     assert {store[i]["task"] for i in indices} == {sampler.tasks[task].id}
 
 
-def test_episode_shapes_and_values(store):
-    batch = batches(store, 1, in_task={"affine": {"p": 1.0}}, task_augmentation={"flip_labels": {"p": 0.5}})[0]
+def test_episodes_are_the_stores_uint8_examples_with_their_index(store):
+    ds = episodes.episode_batches(store, support_size=SUPPORT, batch_size=4, seed=3)
+    batch = ds[2]
     assert batch["query"].shape == batch["query_label"].shape == (4, 16, 16, 1)
     assert batch["support_images"].shape == batch["support_labels"].shape == (4, SUPPORT, 16, 16, 1)
     for key in ("query", "query_label", "support_images", "support_labels"):
-        assert batch[key].dtype == np.float32
-        assert 0.0 <= batch[key].min() and batch[key].max() <= 1.0
-    assert set(np.unique(batch["support_labels"])) <= {0.0, 1.0}
+        assert batch[key].dtype == np.uint8
+    assert set(np.unique(batch["support_labels"])) <= {0, 1}
+    np.testing.assert_array_equal(batch["episode"], [8, 9, 10, 11])  # global batch t holds episodes [4t, 4t+4)
+    # Each example is one of the store's, unchanged (augmentation happens later, on the devices).
+    images, _ = store.gather(range(len(store)))
+    for image in batch["support_images"].reshape(-1, 16, 16, 1):
+        assert (images == image).all(axis=(1, 2, 3)).any()
 
 
 def test_datasets_are_weighted_before_tasks(store):
@@ -88,6 +94,20 @@ def test_support_larger_than_every_task_fails_clearly(store):
         episodes.usable_tasks(store.tasks, 6)
 
 
+def test_repeated_subjects_fill_the_support_of_small_tasks_but_never_with_the_query():
+    store = FakeTaskStore({"fake_a": 2}, subjects=4, examples_per_subject=2, size=16)
+    tasks = episodes.usable_tasks(store.tasks, 6, repeat_subjects=True)
+    assert len(tasks) == 2  # 4 subjects for a support of 6 (without repeats: "larger than every task")
+    sampler = episodes.EpisodeSampler(store, tasks, 6, episodes.task_probabilities(tasks), repeat_subjects=True)
+    for seed in range(20):
+        _, indices = sampler.choose(np.random.default_rng(seed))
+        subjects = [store[i]["subject"] for i in indices]
+        assert len(indices) == 7 and subjects[-1] not in subjects[:-1]
+        assert set(subjects[:-1]) == {f"subject{s}" for s in range(4)} - {subjects[-1]}  # every other subject
+    ds = episodes.episode_batches(store, support_size=6, batch_size=2, seed=0, repeat_subjects=True)
+    assert ds[0]["support_images"].shape == (2, 6, 16, 16, 1)
+
+
 def test_small_tasks_are_dropped_when_others_remain():
     store = FakeTaskStore({"fake_a": 1}, subjects=4, size=16)
     store.tasks.append(dataclasses.replace(store.tasks[0], id="fake_a/small", subjects=("s",) * 4))
@@ -120,20 +140,32 @@ def assert_same_batch(x, y):
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
-def test_iterator_state_restores_the_exact_position(store, num_workers):
-    ds = episodes.episode_batches(store, support_size=SUPPORT, batch_size=2, seed=0, in_task={"noise": {"p": 1.0}})
+def test_iterating_from_a_position_gives_the_batches_of_that_position(store, num_workers):
+    ds = episodes.episode_batches(store, support_size=SUPPORT, batch_size=2, seed=0)
     reference = [ds[i] for i in range(5)]
-    it = episodes.iterate(ds, num_workers=num_workers, prefetch=2)
+    it = episodes.iterate(ds, start=3, num_workers=num_workers, prefetch=2)
     try:
-        for i in range(3):
-            assert_same_batch(next(it), reference[i])
-        state = it.get_state()
+        assert_same_batch(next(it), reference[3])
+        assert_same_batch(next(it), reference[4])
     finally:
         it.close()
-    resumed = episodes.iterate(ds, num_workers=num_workers, prefetch=2)
+
+
+def test_device_prefetcher_keeps_order_counts_waiting_and_passes_errors_on():
+    placed = []
+
+    def source():
+        for i in range(3):
+            yield {"x": np.full(2, i)}
+        raise RuntimeError("reader broke")
+
+    prefetcher = episodes.DevicePrefetcher(source(), lambda b: placed.append(b) or b, size=2)
     try:
-        resumed.set_state(state)
-        assert_same_batch(next(resumed), reference[3])
-        assert_same_batch(next(resumed), reference[4])
+        assert [int(next(prefetcher)["x"][0]) for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(RuntimeError, match="reader broke"):
+            next(prefetcher)
+        assert prefetcher.wait_seconds >= 0 and len(placed) == 3
     finally:
-        resumed.close()
+        prefetcher.close()
+    with pytest.raises(ValueError, match="device prefetch size must be >= 1"):
+        episodes.DevicePrefetcher(source(), lambda b: b, size=0)

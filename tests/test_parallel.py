@@ -79,7 +79,8 @@ def test_8_devices_and_1_device_give_the_same_loss_trajectory(tmp_path):
     for process in processes.values():
         finish(process)
     one, eight = np.load(tmp_path / "1.npz"), np.load(tmp_path / "8.npz")
-    assert one["losses"][-1] < one["losses"][0]  # it trains
+    # Not vacuous: the steps see different (augmented, on the devices) episodes and move the parameters.
+    assert np.isfinite(one["losses"]).all() and len(set(one["losses"].round(6))) == STEPS
     # Same global batch; only the order of the cross-device sum differs (float32 rounding).
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
     for key in one.files:
@@ -101,9 +102,8 @@ def test_two_processes_train_like_one_process(tmp_path, monkeypatch):
     two_metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
     one_metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert two_metrics["loss"] == pytest.approx(one_metrics["loss"], rel=1e-5)
-    # Each process saved its own data-iterator position next to the shared model state.
-    saved = (tmp_path / "two" / "checkpoints" / str(STEPS) / "data").glob("process_*")
-    assert sorted(p.name for p in saved) == ["process_0-of-2.json", "process_1-of-2.json"]
+    # The data position is the step: a checkpoint holds the model state only.
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints" / str(STEPS)).iterdir() if p.is_dir()) == ["state"]
     monkeypatch.chdir(tmp_path)  # a run named relative to the current directory loads too
     two, one = checkpoint.load_model("two"), checkpoint.load_model(tmp_path / "one")
     for a, b in zip(jax.tree.leaves(nnx.state(two)), jax.tree.leaves(nnx.state(one))):

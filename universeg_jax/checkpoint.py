@@ -1,9 +1,10 @@
-"""Training checkpoints: model, optimizer, step and the data iterator's position, saved together by orbax.
+"""Training checkpoints: model, optimizer and step, saved together by orbax.
 
-Layout under ``WORKDIR``: ``checkpoints/<step>/{state,data}`` plus ``config.json`` (the run's config, so a
-trained model can be rebuilt with ``load_model(WORKDIR)``). Saves are asynchronous and atomic (orbax writes to
-a temporary directory and renames it when complete), so a killed run never leaves a checkpoint that looks
-finished but is not; leftover temporary directories are removed on the next start.
+Layout under ``WORKDIR``: ``checkpoints/<step>/state`` plus ``config.json`` (the run's config, so a trained model
+can be rebuilt with ``load_model(WORKDIR)``). The data position needs no saving: it is the step (global batch t
+holds episodes [t * B, (t + 1) * B)). Saves are asynchronous and atomic (orbax writes to a temporary directory
+and renames it when complete), so a killed run never leaves a checkpoint that looks finished but is not;
+leftover temporary directories are removed on the next start.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,8 +22,13 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from universeg_jax.model import UniverSeg
 
-STATE, DATA = "state", "data"
+STATE = "state"
 CONFIG_FILE = "config.json"
+# Config fields that fix the data stream or the shapes of a run: a resumed run must keep them. (The number of
+# processes may change: global batches do not depend on it.)
+RESUME_FIELDS = ("seed", "model.encoder_blocks", "model.decoder_blocks", "data.datasets", "data.held_out",
+                 "data.size", "data.support_size", "data.dataset_weights", "data.task_weights", "data.repeat_subjects",
+                 "train.batch_size")
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
@@ -54,37 +59,55 @@ def make_manager(workdir: epath.PathLike, *, save_every: int, keep_last: int, ke
         enable_async_checkpointing=True,
         cleanup_tmp_directories=True,
     )
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=(STATE, DATA))
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=(STATE,))
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, data_iterator, *, force: bool = False) -> bool:
+def save(manager: ocp.CheckpointManager, step: int, state, *, force: bool = False) -> bool:
     """Starts an asynchronous save if the policy (or ``force``) asks for one; returns whether it did.
 
     Device arrays are copied to host before this returns, so the caller may donate them to the next step.
     """
     if manager.latest_step() == step:
         return False
-    args = ocp.args.Composite(
-        **{STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}
-    )
-    return manager.save(step, args=args, force=force)
+    return manager.save(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardSave(state)}), force=force)
 
 
-def restore_latest(manager: ocp.CheckpointManager, state, data_iterator):
-    """The latest checkpoint restored onto ``state``'s shapes, dtypes and shardings (``data_iterator`` is moved
-    to the saved position in place); ``None`` if there is no checkpoint yet."""
+def restore_latest(manager: ocp.CheckpointManager, state):
+    """The latest checkpoint restored onto ``state``'s shapes, dtypes and shardings; ``None`` if there is no
+    checkpoint yet."""
     step = manager.latest_step()
     if step is None:
         return None
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            **{STATE: ocp.args.StandardRestore(abstract), DATA: grain.checkpoint.CheckpointRestore(data_iterator)}
-        ),
-    )
+    restored = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)}))
     logging.info("restored checkpoint of step %d from %s", step, manager.directory)
     return restored[STATE]
+
+
+def check_resumable(workdir: epath.PathLike, config_dict: dict) -> None:
+    """Fails, naming the fields, when resuming the run in ``workdir`` with ``config_dict`` would change its data
+    stream or shapes (``RESUME_FIELDS``): its saved step would then point into other episodes. Other fields
+    (``train.steps``, logging, evaluation, checkpointing, the learning rate, augmentation probabilities, the
+    compute dtype, the number of processes) may change between restarts."""
+    path = epath.Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    current = json.loads(json.dumps(config_dict, sort_keys=True, default=list))  # tuples compare as lists
+
+    def lookup(tree, dotted):
+        for part in dotted.split("."):
+            tree = tree.get(part) if isinstance(tree, dict) else None
+        return tree
+
+    changed = [f"{field}: {lookup(saved, field)!r} -> {lookup(current, field)!r}"
+               for field in RESUME_FIELDS if lookup(saved, field) != lookup(current, field)]
+    if changed:
+        raise ValueError(
+            f"{workdir} holds a run with another config; resuming it with this one would change its data or "
+            f"shapes ({'; '.join(changed)}). Use a new --workdir (with train.init_weights={str(workdir)!r} to "
+            "start from its model), or restore these fields"
+        )
 
 
 def write_config(workdir: epath.PathLike, config_dict: dict) -> None:
@@ -103,7 +126,7 @@ def load_model(workdir: epath.PathLike, step: int | None = None) -> UniverSeg:
         raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir")
     model_config = json.loads(config_path.read_text())["model"]
     model = UniverSeg(tuple(model_config["encoder_blocks"]), tuple(model_config["decoder_blocks"]) or None)
-    with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE, DATA),
+    with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE,),
                                options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:

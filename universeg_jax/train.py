@@ -2,11 +2,17 @@
 
 Sections: config checks -> data -> model and optimizer -> step functions -> the loop (resume, log, evaluate,
 checkpoint, stop on SIGTERM). ``train(config, workdir)`` is the entry point; ``main.py`` calls it.
+
+The host only samples episodes and gathers their uint8 examples; batches are placed on the devices ahead of use
+(``episodes.DevicePrefetcher``) and the jitted step augments them there (``augment.EpisodeAugmenter``) before the
+forward and backward pass. The loop logs, per window, the fraction of time it waited for input and the achieved
+TFLOP/s per device (from XLA's cost analysis of the compiled step, whose memory analysis is logged at start).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import time
@@ -22,6 +28,7 @@ from flax import nnx
 
 from universeg_jax import checkpoint, parallel
 from universeg_jax.data import episodes
+from universeg_jax.data.augment import EpisodeAugmenter
 from universeg_jax.model import UniverSeg
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -42,6 +49,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "train.log_every": config.train.log_every,
         "checkpoint.every": config.checkpoint.every,
         "checkpoint.keep_last": config.checkpoint.keep_last,
+        "data.device_prefetch": config.data.device_prefetch,
+        "train.profile_start": config.train.profile_start,
     }
     non_negative = {
         "optim.warmup_steps": config.optim.warmup_steps,
@@ -50,6 +59,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "data.num_workers": config.data.num_workers,
         "checkpoint.keep_every": config.checkpoint.keep_every,
         "optim.clip_norm": config.optim.clip_norm,
+        "train.profile_steps": config.train.profile_steps,
     }
     for name, value in positive.items():
         if not value > 0:
@@ -128,7 +138,7 @@ def load_stores(config: ml_collections.ConfigDict):
             f"unknown datasets {unknown} in data.datasets/data.held_out: not embedded "
             f"({', '.join(tasks.EMBEDDED_DATASETS)}) and not built in {config.data.data_dir or tasks.default_data_dir()}"
         )
-    store = tasks.open_tasks(names, config.data.data_dir or None, size=config.data.size)
+    store = tasks.open_tasks(names, config.data.data_dir or None, size=config.data.size, build=config.data.build)
     train_store, held_out_store = tasks.split_by_dataset(store, held_out)
     return train_store, (held_out_store if held_out else None)
 
@@ -140,9 +150,9 @@ def _built_datasets(data_dir: str, tasks) -> list[str]:
 
 
 def episode_dataset(store, config, *, seed: int, training: bool):
-    """Batches of episodes from ``store``: augmented and weighted by ``data.*_weights`` when ``training``;
-    plain and uniform over tasks for the held-out evaluation (the weights name training datasets), whose support
-    is capped by its tasks' subjects (``held_out_support_size``)."""
+    """uint8 batches of episodes from ``store`` (augmented later, on the devices, by the train step): weighted by
+    ``data.*_weights`` when ``training``; uniform over tasks for the held-out evaluation (the weights name
+    training datasets), whose support is capped by its tasks' subjects (``held_out_support_size``)."""
     return episodes.episode_batches(
         store,
         support_size=config.data.support_size if training else held_out_support_size(store, config),
@@ -150,8 +160,7 @@ def episode_dataset(store, config, *, seed: int, training: bool):
         seed=seed,
         dataset_weights=config.data.dataset_weights if training else None,
         task_weights=config.data.task_weights if training else None,
-        in_task=config.augment.in_task.to_dict() if training else None,
-        task_augmentation=config.augment.task.to_dict() if training else None,
+        repeat_subjects=config.data.repeat_subjects and training,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
@@ -254,9 +263,13 @@ def hard_dice(logits: jax.Array, labels: jax.Array, eps: float = 1e-5) -> jax.Ar
 def make_steps(graphdef, tx, schedule, config, mesh):
     """Jitted ``train_step(state, batch) -> (state, metrics)`` and ``eval_step(params, batch) -> metrics``.
 
-    The state is replicated, the batch split over the ``data`` axis; the train step donates the old state.
+    Batches are uint8 episodes (``episodes.EpisodeSampler``): the train step augments them with
+    ``config.augment`` (keyed by ``config.seed`` and each episode's index), the eval step only converts them to
+    float. The state is replicated, the batch split over the ``data`` axis; the train step donates the old state.
     """
     loss_of = soft_dice_loss if config.train.loss == "soft_dice" else cross_entropy_loss
+    augment = EpisodeAugmenter(config.augment.in_task.to_dict(), config.augment.task.to_dict(), config.seed)
+    to_float = EpisodeAugmenter(None, None, config.seed)
 
     def forward(params, batch):
         model = nnx.merge(graphdef, params)
@@ -267,6 +280,7 @@ def make_steps(graphdef, tx, schedule, config, mesh):
         return loss_of(logits, batch["query_label"]).mean(), logits
 
     def train_step(state, batch):
+        batch = augment(batch)
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         metrics = {
@@ -280,6 +294,7 @@ def make_steps(graphdef, tx, schedule, config, mesh):
         return new_state, metrics
 
     def eval_step(params, batch):
+        batch = to_float(batch)
         loss, logits = loss_fn(params, batch)
         return {"loss": loss, "dice": hard_dice(logits, batch["query_label"]).mean()}
 
@@ -288,6 +303,28 @@ def make_steps(graphdef, tx, schedule, config, mesh):
                          donate_argnums=0)
     eval_step = jax.jit(eval_step, in_shardings=(replicated, batched), out_shardings=replicated)
     return train_step, eval_step
+
+
+def compile_step(train_step, state, batch):
+    """AOT-compiles the train step for these shapes; logs its memory analysis and FLOPs.
+
+    Returns ``(compiled step, FLOPs per step per device or None)``. FLOPs come from XLA's cost analysis of the
+    partitioned program, i.e. one device's share.
+    """
+    started = time.perf_counter()
+    compiled = train_step.lower(state, batch).compile()
+    logging.info("compiled the train step in %.1f s", time.perf_counter() - started)
+    memory = compiled.memory_analysis()
+    if memory is not None:
+        logging.info("train step memory per device: %.3g GB temporaries, %.3g GB arguments, %.3g GB outputs "
+                     "(%.3g GB aliased)", memory.temp_size_in_bytes / 1e9, memory.argument_size_in_bytes / 1e9,
+                     memory.output_size_in_bytes / 1e9, memory.alias_size_in_bytes / 1e9)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    flops = float(cost["flops"]) if cost and cost.get("flops", 0) > 0 else None
+    if flops:
+        logging.info("train step: %.4g TFLOP per device (XLA cost analysis)", flops / 1e12)
+    return compiled, flops
 
 
 def init_state(graphdef_params, tx, mesh):
@@ -300,14 +337,16 @@ def init_state(graphdef_params, tx, mesh):
 
 
 class MetricWriter:
-    """Console (absl logging) on every process, TensorBoard event files on process 0."""
+    """Console (absl logging) on every process; on process 0 also TensorBoard event files and
+    ``WORKDIR/metrics.jsonl`` (one JSON object per logged step, for scripts and benchmarks)."""
 
-    def __init__(self, logdir: epath.Path):
-        self._tb = None
+    def __init__(self, workdir: epath.Path):
+        self._tb, self._jsonl = None, None
         if jax.process_index() == 0:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(logdir))
+            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+            self._jsonl = (workdir / "metrics.jsonl").open("a")
 
     def write(self, step: int, scalars: dict[str, float], prefix: str) -> None:
         logging.info("[%s] step %d: %s", prefix, step, ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
@@ -315,10 +354,13 @@ class MetricWriter:
             for name, value in scalars.items():
                 self._tb.add_scalar(f"{prefix}/{name}", value, step)
             self._tb.flush()
+            self._jsonl.write(json.dumps({"step": step, "prefix": prefix, **scalars}) + "\n")
+            self._jsonl.flush()
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+            self._jsonl.close()
 
 
 @contextlib.contextmanager
@@ -352,6 +394,45 @@ def evaluate(eval_step, params, batches, mesh) -> dict[str, float]:
 # ---------------------------------------------------------------- the loop
 
 
+class ProfileWindow:
+    """Traces ``train.profile_steps`` steps with ``jax.profiler`` from step ``train.profile_start`` (after
+    compilation) on process 0, into ``WORKDIR/profile`` (open it with TensorBoard's or Perfetto's trace viewer)."""
+
+    def __init__(self, config, workdir: epath.Path):
+        self.first = config.train.profile_start
+        self.last = config.train.profile_start + config.train.profile_steps
+        self.on = config.train.profile_steps > 0 and jax.process_index() == 0
+        self.directory = str(workdir / "profile")
+        self.tracing = False
+
+    def before(self, step: int) -> None:
+        """Called before the step that takes the state from ``step`` to ``step + 1``."""
+        if self.on and step == self.first:
+            jax.profiler.start_trace(self.directory)
+            self.tracing = True
+        elif self.tracing and step == self.last:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.tracing:
+            jax.profiler.stop_trace()
+            self.tracing = False
+            logging.info("profile of steps %d-%d written to %s", self.first, self.last, self.directory)
+
+
+def check_finite(metrics: list[dict], first_step: int, last_step: int) -> None:
+    """Stops training on a non-finite loss or gradient, naming the steps (the checkpoints keep the last good
+    state: this runs before every save)."""
+    for name in ("loss", "grad_norm"):
+        values = np.array([float(jax.device_get(m[name])) for m in metrics])
+        if not np.isfinite(values).all():
+            bad = first_step + int(np.argmin(np.isfinite(values)))
+            raise FloatingPointError(
+                f"non-finite {name} at step {bad} (checked steps {first_step}-{last_step}); the last checkpoint "
+                "holds the state before it. Lower optim.lr, set optim.clip_norm, or check the data"
+            )
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, eval_store=None) -> dict:
     """Trains (or resumes) to ``config.train.steps``; returns the last logged training metrics.
 
@@ -360,11 +441,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     """
     validate_config(config)
     workdir = prepare_workdir(workdir)
+    if config.train.compilation_cache_dir:  # restarts (after a preemption, say) skip recompilation
+        jax.config.update("jax_compilation_cache_dir", config.train.compilation_cache_dir)
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
     parallel.log_layout()
+    resuming = checkpoint.has_checkpoint(workdir)
+    if resuming:  # before any data is built: a changed data stream or shape must fail at once
+        checkpoint.check_resumable(workdir, config.to_dict())
     # Before any data is built, so that a wrong init_weights fails at once.
-    graphdef, params = initial_params(config, create_model(config), resuming=checkpoint.has_checkpoint(workdir))
+    graphdef, params = initial_params(config, create_model(config), resuming=resuming)
     if train_store is None:
         train_store, eval_store = load_stores(config)
     if config.train.eval_every and eval_store is None:
@@ -383,41 +469,70 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     tx = make_optimizer(config, schedule)
     train_step, eval_step = make_steps(graphdef, tx, schedule, config, mesh)
     state = init_state((graphdef, params), tx, mesh)
-    data_iter = episodes.iterate(train_data, num_workers=config.data.num_workers, prefetch=config.data.prefetch)
     manager = checkpoint.make_manager(workdir, save_every=config.checkpoint.every,
                                       keep_last=config.checkpoint.keep_last, keep_every=config.checkpoint.keep_every)
-    writer = MetricWriter(workdir / "tensorboard")
+    writer = MetricWriter(workdir)
+    batches = None
+    profile = ProfileWindow(config, workdir)
     try:
-        state = checkpoint.restore_latest(manager, state, data_iter) or state
+        state = checkpoint.restore_latest(manager, state) or state
         step = int(state["step"])
+        if step >= config.train.steps:
+            logging.info("nothing to do: the run in %s is at step %d and train.steps=%d (raise train.steps to "
+                         "train on)", workdir, step, config.train.steps)
+            return {}
         logging.info("training from step %d to %d", step, config.train.steps)
-        window, last = [], {}
-        tick = time.perf_counter()
+        # The data position is the step: global batch t holds episodes [t * B, (t + 1) * B).
+        host_batches = episodes.iterate(train_data, start=step, num_workers=config.data.num_workers,
+                                        prefetch=config.data.prefetch)
+        batches = episodes.DevicePrefetcher(host_batches, lambda b: parallel.global_batch(b, mesh),
+                                            config.data.device_prefetch)
+        batch = next(batches)
+        step_fn, flops = compile_step(train_step, state, batch)
+        window, last, checked = [], {}, step
+        unchecked: list[dict] = []
+        tick, waited = time.perf_counter(), batches.wait_seconds
         with sigterm_flag() as stopping:
-            while step < config.train.steps:
-                batch = parallel.global_batch(next(data_iter), mesh)
-                state, metrics = train_step(state, batch)
+            while True:
+                profile.before(step)
+                with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                    state, metrics = step_fn(state, batch)
                 step += 1
                 window.append(metrics)
+                unchecked.append(metrics)
                 if step % config.train.log_every == 0 or step == config.train.steps:
+                    check_finite(unchecked, checked, step)
+                    unchecked, checked = [], step
                     last = {k: float(np.mean([jax.device_get(m[k]) for m in window])) for k in window[0]}
                     elapsed = time.perf_counter() - tick
                     last["steps_per_second"] = len(window) / elapsed
                     last["episodes_per_second"] = len(window) * config.train.batch_size / elapsed
+                    last["input_wait_fraction"] = (batches.wait_seconds - waited) / elapsed
+                    if flops:
+                        last["tflops_per_device"] = flops * len(window) / elapsed / 1e12
                     writer.write(step, last, "train")
-                    window, tick = [], time.perf_counter()
+                    window, tick, waited = [], time.perf_counter(), batches.wait_seconds
                 if config.train.eval_every and (step % config.train.eval_every == 0 or step == config.train.steps):
                     started = time.perf_counter()
                     writer.write(step, evaluate(eval_step, state["params"], eval_batches, mesh), "eval")
                     tick += time.perf_counter() - started  # keep evaluation out of the training throughput
                 preempted = stopping[0] or manager.reached_preemption(step)
-                checkpoint.save(manager, step, state, data_iter, force=preempted or step == config.train.steps)
+                force = preempted or step == config.train.steps
+                if force or manager.should_save(step):
+                    check_finite(unchecked, checked, step)
+                    unchecked, checked = [], step
+                    checkpoint.save(manager, step, state, force=force)
                 if preempted:
                     logging.warning("stopped at step %d after a termination signal; rerun to resume", step)
                     break
+                if step == config.train.steps:
+                    break
+                batch = next(batches)
         manager.wait_until_finished()
         return last
     finally:
+        profile.stop()
         manager.close()
         writer.close()
-        data_iter.close()
+        if batches is not None:
+            batches.close()

