@@ -103,7 +103,7 @@ def test_segment_correct_and_grow_the_support_in_a_browser(app_url, tmp_path):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 700}, accept_downloads=True)
             errors = []
             page.on("pageerror", lambda err: errors.append(str(err)))
             page.goto(app_url)
@@ -145,6 +145,15 @@ def test_segment_correct_and_grow_the_support_in_a_browser(app_url, tmp_path):
             expect(page.locator("body")).to_have_attribute("data-saved", "1")
             painted = page.evaluate("() => app.edits.filter((v) => v !== 0xffff).length")
             assert painted > 500
+            # ... and erase a band lower down.
+            page.check("#tool-eraser")
+            y = box["y"] + box["height"] * 0.75
+            page.mouse.move(box["x"] + box["width"] * 0.2, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=12)
+            page.mouse.up()
+            expect(page.locator("body")).to_have_attribute("data-saved", "2")
+            page.check("#tool-brush")
             page.screenshot(path=shots / "app_correction.png", full_page=True)
 
             # Add it to the support set: the count grows and the next query is segmented with it.
@@ -168,6 +177,7 @@ def test_segment_correct_and_grow_the_support_in_a_browser(app_url, tmp_path):
             expect(info).to_contain_text("tile2.tif (256×256), segmented with 3 support examples")
             corrected = tifffile.imread(download(page, "#download-mask"))
             assert corrected.shape == (256, 256) and (corrected[126:131, 90:166] == 255).all()
+            assert (corrected[190:195, 65:140] == 0).all()
 
             # Bad input is a message; nothing is lost.
             page.set_input_files("#support-labels", nuclei["labels"][:1])
