@@ -212,12 +212,14 @@ def test_exported_support_gives_the_same_masks_on_the_command_line(client, nucle
                      "support/images/002_tile2.tif", "support/labels/000_tile0.png", "support/labels/001_tile1.png",
                      "support/labels/002_tile2.png"]
     support = tmp_path / "support"
-    assert "universeg-jax segment --support-images images --support-labels labels" in (support / "README.txt").read_text()
+    readme = (support / "README.txt").read_text()
+    assert "universeg-jax segment --support-images images --support-labels labels" in readme
     label = np.asarray(Image.open(support / "labels" / "002_tile2.png"))
     assert (label[30:90, 30:90] == 255).all()
 
     out = tmp_path / "out"
-    code = cli.main(["segment", "--support-images", str(support / "images"), "--support-labels", str(support / "labels"),
+    code = cli.main(["segment", "--support-images", str(support / "images"),
+                     "--support-labels", str(support / "labels"),
                      "--query", str(nuclei["queries"][1]), "--out", str(out), "--weights", str(weights_file),
                      "--threshold", "0.4", "--ensemble", "2", "--support-size", "2", "--seed", "3", "--quiet",
                      "--no-overlays"])
@@ -375,7 +377,12 @@ def test_options_parse_the_page_values():
 
 
 def test_command_line(tmp_path, capsys):
-    args = cli.build_parser().parse_args(["app", "--port", "0"])
+    parser = cli.build_parser()
+    app_parser = parser._subparsers._group_actions[0].choices["app"]
+    text = app_parser.format_help()
+    for action in app_parser._actions:
+        assert all(option in text for option in action.option_strings) and action.help
+    args = parser.parse_args(["app", "--port", "0"])
     assert (args.host, args.port, args.axis, args.weights) == ("127.0.0.1", 0, "axial", None)
     assert cli.main(["app", "--weights", str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
     assert "missing.safetensors" in capsys.readouterr().err

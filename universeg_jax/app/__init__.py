@@ -12,6 +12,7 @@ are the ``app`` extra: ``pip install 'universeg-jax[app]'``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -53,14 +54,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def main(args) -> None:
     """Load the weights, bind the port, print the address and serve until Ctrl+C."""
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-        import python_multipart  # noqa: F401  (uploads)
-    except ImportError as err:
-        raise RuntimeError(
-            f"the app needs the web packages ({err.name} is missing): pip install 'universeg-jax[app]'"
-        ) from None
+    missing = [name for name in ("starlette", "uvicorn", "python_multipart") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(f"the app needs the web packages ({', '.join(missing)} missing): "
+                           "pip install 'universeg-jax[app]'")
     if args.slices_per_volume < 1:
         raise ValueError(f"--slices-per-volume must be positive, got {args.slices_per_volume}")
     from universeg_jax.app import server
