@@ -324,11 +324,12 @@ def test_volumes_slices_corrections_and_nifti_downloads(client, tmp_path, weight
     (query,) = [q for q in add_queries(client, [query_path]).json()["queries"]]
     assert query["volume"] and query["shape"] == [116, 150, 40] and query["slices"] == 40
 
+    # Axial slices on screen: anterior up (rows run from y = 149 down), the patient's right on the right (x).
     view = client.get(f"/api/queries/{query['id']}/view", params={"slice": 17}).json()
-    assert view["error"] is None and (view["height"], view["width"]) == (116, 150)
+    assert view["error"] is None and (view["height"], view["width"]) == (150, 116)
     assert client.get(f"/api/queries/{query['id']}/view", params={"slice": 40}).status_code == 400
-    edits = np.full((116, 150), NO_EDIT, np.uint16)
-    edits[40:60, 50:90] = 1
+    edits = np.full((150, 116), NO_EDIT, np.uint16)
+    edits[40:60, 50:90] = 1  # RAS x 50:90, y 90:110
     state = client.post(f"/api/queries/{query['id']}/add", json={"slice": 17, "edits": encode(edits)}).json()
     assert state["support"]["count"] == 4 and state["queries"][0]["added"] == [17]
 
@@ -340,7 +341,9 @@ def test_volumes_slices_corrections_and_nifti_downloads(client, tmp_path, weight
     np.testing.assert_allclose(result.affine, source.affine)
     data = np.asanyarray(result.dataobj)[..., 0]
     ras = pp.Orientation.from_affine(source.affine).to_canonical(data)  # LAS -> RAS: rows flipped
-    assert set(np.unique(data)) <= {0, 1} and (ras[40:60, 50:90, 17] == 1).all()
+    assert set(np.unique(data)) <= {0, 1} and (ras[50:90, 90:110, 17] == 1).all()
+    view = client.get(f"/api/queries/{query['id']}/view", params={"slice": 17}).json()
+    assert decode(view["edits"], (150, 116)).tolist() == edits.tolist()
 
     with zipfile.ZipFile(_io.BytesIO(client.get("/api/support.zip").content)) as archive:
         archive.extractall(tmp_path / "export")
@@ -363,7 +366,7 @@ def test_volumes_slices_corrections_and_nifti_downloads(client, tmp_path, weight
     cli_mask = np.asanyarray(nib.load(out / "subject.nii.gz").dataobj)
     app_data = np.asanyarray(nib.Nifti1Image.from_bytes(gzip.decompress(app_mask.content)).dataobj)
     painted = pp.Orientation.from_affine(source.affine).from_canonical(
-        np.pad(np.ones((20, 40, 1), bool), ((40, 56), (50, 60), (17, 22))))[..., None]
+        np.pad(np.ones((40, 20, 1), bool), ((50, 26), (90, 40), (17, 22))))[..., None]
     np.testing.assert_array_equal(app_data[~painted], cli_mask[~painted])
 
 

@@ -192,9 +192,9 @@ def test_segment_correct_and_grow_the_support_in_a_browser(app_url, tmp_path):
             page.click("#upload-queries")
             page.click("#query-list li:has-text('atlas.nii.gz') .name")
             expect(page.locator("#slice-control")).to_be_visible()
-            expect(info).to_contain_text("atlas.nii.gz slice 6 (150×116)")
+            expect(info).to_contain_text("atlas.nii.gz slice 6 (116×150)")
             page.locator("#slice").fill("2")
-            expect(info).to_contain_text("atlas.nii.gz slice 2 (150×116), segmented with 3 support examples")
+            expect(info).to_contain_text("atlas.nii.gz slice 2 (116×150), segmented with 3 support examples")
             expect(page.locator("#slice-value")).to_have_text("2 / 11 (axial)")
             assert errors == []
         finally:

@@ -409,6 +409,15 @@ class Session:
         return index
 
     @staticmethod
+    def _screen(query: Query, array: np.ndarray, back: bool = False) -> np.ndarray:
+        """A volume slice (last two axes, RAS order) as the page shows it, turned a quarter so that the second
+        axis runs up the screen (axial: anterior up, patient's right on the right; coronal and sagittal: superior
+        up); ``back``: from the page's orientation to the slice's. 2D images as they are."""
+        if not query.volume:
+            return array
+        return np.rot90(array, -1 if back else 1, axes=(-2, -1))
+
+    @staticmethod
     def _take(query: Query, array: np.ndarray, index: int) -> np.ndarray:
         """Slice ``index`` of an array whose last three axes are the query volume's in display order (a view, so
         that writing to it writes to ``array``); a 2D query's arrays as they are."""
@@ -466,7 +475,7 @@ class Session:
         empty or all-unpainted clears it."""
         query = self.query(query_id)
         index = self._slice_index(query, index)
-        shape = self._take(query, query.display, index).shape
+        shape = self._screen(query, self._take(query, query.display, index)).shape
         if not data:
             query.edits.pop(index, None)
             return
@@ -476,7 +485,7 @@ class Session:
             raise AppError("the painted mask is not valid base64") from None
         if len(raw) != 2 * shape[0] * shape[1]:
             raise AppError(f"the painted mask has {len(raw) // 2} pixels, the slice has {shape[0]}x{shape[1]}")
-        edit = np.frombuffer(raw, "<u2").reshape(shape).astype(np.uint16)
+        edit = np.ascontiguousarray(self._screen(query, np.frombuffer(raw, "<u2").reshape(shape), back=True), np.uint16)
         if (edit == NO_EDIT).all():
             query.edits.pop(index, None)
         else:
@@ -609,7 +618,8 @@ class Session:
         examples = []
         for e in self.ordered():
             if e.thumbnail is None or e.thumbnail[0] != legend_key:
-                e.thumbnail = (legend_key, render.thumbnail(e.image, e.label, colours))
+                turn = 1 if e.source.kind == "volume" else 0  # volume slices as the page shows them (_screen)
+                e.thumbnail = (legend_key, render.thumbnail(np.rot90(e.image, turn), np.rot90(e.label, turn), colours))
             examples.append({
                 "id": e.id, "name": e.name, "origin": e.origin, "shape": list(e.label.shape),
                 "labels": [int(v) for v in np.unique(e.label) if v], "thumbnail": e.thumbnail[1],
@@ -635,13 +645,13 @@ class Session:
         still there."""
         query = self.query(query_id)
         index = self._slice_index(query, index)
-        image = self._take(query, query.display, index)
+        image = self._screen(query, self._take(query, query.display, index))
         h, w = image.shape
         out = {
             "query": query.id, "name": query.name, "slice": index, "width": w, "height": h,
             "image": render.data_url(render.gray(image)), "version": self.version, "support_count": len(self.examples),
             "probability": None, "prediction": None, "error": None, "labels": [],
-            "edits": _b64(query.edits[index]) if index in query.edits else None,
+            "edits": _b64(self._screen(query, query.edits[index])) if index in query.edits else None,
             "added": index in query.added,
         }
         if not self.examples:
@@ -653,7 +663,8 @@ class Session:
         except AppError as err:
             out["error"] = str(err)
             return out
-        probabilities = self._take(query, probabilities, index)
+        probabilities = self._screen(query, self._take(query, probabilities, index))
+        prediction = self._screen(query, prediction)
         values = list(values)
         if probability_label in (None, "", "max"):
             shown = probabilities.max(axis=0)
