@@ -132,12 +132,12 @@ def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
     assert np.isfinite(float(eval_step(state["params"], parallel.global_batch(data[1], mesh))["dice"]))
 
 
-@pytest.mark.parametrize("stage", ["stage1", "stage2"])
-def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets(stage):
+@pytest.mark.parametrize("preset", ["gpu", "tiny"])
+def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets(preset):
     from configs import default_model
     from universeg_jax.data.tasks import DEFAULT_HELD_OUT
 
-    config = default_model.get_config(stage)
+    config = default_model.get_config(preset)
     trained_on = {name.partition("/")[0] for name in train.dataset_names(config.data.datasets)}
     assert set(train.dataset_names(config.data.held_out)) == set(DEFAULT_HELD_OUT)
     assert trained_on and not trained_on & set(DEFAULT_HELD_OUT)
@@ -193,12 +193,11 @@ def test_held_out_support_fits_every_held_out_dataset():
         train.held_out_support_size(store, config)
 
 
-def test_default_model_stage2_starts_from_stage1_and_unknown_stages_fail():
+def test_default_model_recipe_is_the_gpu_preset_and_unknown_presets_fail():
     from configs import default_model
 
-    assert default_model.get_config().train.init_weights == "runs/default_model_stage1"
-    assert default_model.get_config("stage1").train.init_weights == ""
-    with pytest.raises(ValueError, match="unknown default-model stage 'stage3'"):
+    assert default_model.get_config() == default_model.get_config("gpu")
+    with pytest.raises(ValueError, match="unknown default-model preset 'stage3'"):
         default_model.get_config("stage3")
 
 
