@@ -12,7 +12,8 @@ Cases:
 * ``augment_share_v1_b1_s64``: the same step with and without augmentation: the augmentation's share of the step;
 * pipeline cases: episodes/s of the whole input path per core: sampling and gathering on the host, then the
   augmentation as it runs in the step (jitted, on this CPU); ``pipeline_old_*`` runs the numpy pipeline of the
-  commit before it moved to the device (``--baseline-commit``, from a temporary git worktree), on the same data;
+  commit before it moved to the device (``--baseline-commit``, from a temporary git worktree), on the same
+  datasets at that commit's builder versions, in one process;
 * ``input_wait_cpu``: a ``:cpu`` run of ``--loop-steps`` steps; its input-wait fraction from ``metrics.jsonl``.
 
 Pipeline and loop cases read the embedded datasets, built on first use into $TFDS_DATA_DIR.

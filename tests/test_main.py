@@ -54,6 +54,11 @@ def test_cpu_preset_builds_its_data_trains_and_its_loss_goes_down(tmp_path):
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["20", "40"]
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((workdir / "config.json").read_text())["data"]["support_size"] == 7
+    # The run ends with what a newcomer needs: where the model is, how it compares, the command that uses it.
+    assert "Trained model: run (step 40)" in log
+    assert re.search(r"this model [0-9.]+ \| \w+ [0-9.]+ \| \w+ [0-9.]+ \| \w+ [0-9.]+ \| \w+ [0-9.]+", log)
+    assert "universeg-jax segment --weights run --support-images" in log
+    assert (workdir / "metrics.jsonl").read_text().count('"prefix": "eval"') == 1
     # Running again finds the finished run and does no more steps.
     again = main("run", "--config.data.datasets=synthetic_tasks,mni152_tissue",
                  "--config.data.held_out=stardist_nuclei", "--config.train.steps=40", "--config.train.eval_every=0",

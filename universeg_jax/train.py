@@ -391,6 +391,42 @@ def evaluate(eval_step, params, batches, mesh) -> dict[str, float]:
     return {k: float(np.mean([jax.device_get(r[k]) for r in results])) for k in results[0]}
 
 
+def baseline_dice(batches) -> dict[str, float]:
+    """Mean Dice of each classical baseline on the held-out episodes the model is evaluated on (same queries,
+    same support sets, threshold 0.5)."""
+    from universeg_jax import baselines, metrics
+
+    scores: dict[str, list[float]] = {}
+    for batch in batches:
+        for b in range(len(batch["episode"])):
+            images = batch["support_images"][b].astype(np.float32) / 255.0
+            labels = batch["support_labels"][b].astype(np.float32)
+            query = batch["query"][b][None].astype(np.float32) / 255.0
+            truth = batch["query_label"][b][None, ..., 0] > 0
+            for name in baselines.BASELINES:
+                probabilities = baselines.make_baseline(name)(images, labels, query)
+                scores.setdefault(name, []).append(float(metrics.dice(metrics.binarize(probabilities), truth)[0]))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def summary(workdir: epath.Path, step: int, held_out: str, episodes_count: int, model_dice: float,
+            baseline: dict[str, float]) -> str:
+    """What a newcomer needs after a run: where the model is, how it compares, and how to use it."""
+    best, best_dice = max(baseline.items(), key=lambda item: item[1])
+    return "\n".join([
+        f"Trained model: {workdir} (step {step})",
+        f"Held-out Dice on {episodes_count} episodes of {held_out}, which training never saw:",
+        f"  this model {model_dice:.3f} | "
+        + " | ".join(f"{name} {dice:.3f}" for name, dice in sorted(baseline.items(), key=lambda i: -i[1])),
+        f"  ({'above' if model_dice > best_dice else 'below'} the best classical baseline, {best}). Full protocol:",
+        f"  python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir={workdir}/evaluation "
+        f"--config.weights={workdir}",
+        "Segment your own images with it:",
+        f"  universeg-jax segment --weights {workdir} --support-images IMAGES/ --support-labels LABELS/ "
+        "--query QUERY --out OUT/",
+    ])
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -489,7 +525,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
                                             config.data.device_prefetch)
         batch = next(batches)
         step_fn, flops = compile_step(train_step, state, batch)
-        window, last, checked = [], {}, step
+        window, last, held_out, checked = [], {}, {}, step
         unchecked: list[dict] = []
         tick, waited = time.perf_counter(), batches.wait_seconds
         with sigterm_flag() as stopping:
@@ -514,7 +550,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
                     window, tick, waited = [], time.perf_counter(), batches.wait_seconds
                 if config.train.eval_every and (step % config.train.eval_every == 0 or step == config.train.steps):
                     started = time.perf_counter()
-                    writer.write(step, evaluate(eval_step, state["params"], eval_batches, mesh), "eval")
+                    held_out = evaluate(eval_step, state["params"], eval_batches, mesh)
+                    writer.write(step, held_out, "eval")
                     tick += time.perf_counter() - started  # keep evaluation out of the training throughput
                 preempted = stopping[0] or manager.reached_preemption(step)
                 force = preempted or step == config.train.steps
@@ -529,6 +566,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
                     break
                 batch = next(batches)
         manager.wait_until_finished()
+        if held_out and step == config.train.steps and jax.process_index() == 0:
+            count = sum(len(b["episode"]) for b in eval_batches)
+            logging.info("%s", summary(workdir, step, config.data.held_out, count, held_out["dice"],
+                                       baseline_dice(eval_batches)))
         return last
     finally:
         profile.stop()
