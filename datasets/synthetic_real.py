@@ -22,7 +22,9 @@ is cut into windows of ``tile`` x ``tile`` pixels on a grid, ``gap`` pixels apar
   time: SLIC superpixels (in flat areas they follow SLIC's initial grid, not the image), Felzenszwalb's, and the
   lines between all watershed basins (in flat areas they follow the noise).
 
-A rule is kept when it marks between 2 % and 80 % of the source and labels at least ``min_subjects`` windows,
+A window whose label is empty or covers more than 95 % of it gives no example for that rule (a window entirely
+inside a selection shows nothing to segment). A rule is kept when it marks between 2 % and 80 % of the source and
+labels at least ``min_subjects`` windows,
 when it is stable (nearly the same mask on the source shifted by a few pixels, plus a little noise:
 ``MIN_STABILITY``), and when it
 differs from the rules already kept for that source (Dice of the full-image masks below 0.8).
@@ -33,6 +35,7 @@ Rules come from ``numpy.random.default_rng((seed, source))``, views from ``defau
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -72,6 +75,7 @@ KINDS = ("threshold", "watershed")
 FEATURES = ("intensity", "edges", "texture", "spots")
 MIN_FRACTION, MAX_FRACTION = 0.02, 0.8  # of the source a rule may mark
 MAX_OVERLAP = 0.8  # Dice between two kept rules of one source
+MAX_WINDOW_FRACTION = 0.95  # a window inside a selection (all foreground) shows no border: not an example
 # A rule must give nearly the same mask (Dice >= MIN_STABILITY) on the source shifted by STABILITY_SHIFT pixels
 # plus Gaussian noise of STABILITY_NOISE (5 grey levels): labels that follow the noise (the edges of a featureless
 # region) or a grid of the whole image (SLIC's initial grid in a flat area) cannot be read from a window.
@@ -135,7 +139,7 @@ def source_examples(name: str, config: RealConfig):
         image = augment(window.crop(gray), turn, flip) ** gamma
         for number, (rule, mask) in enumerate(rules):
             label = augment(window.crop(mask), turn, flip)
-            if not label.any():
+            if not 0 < label.mean() <= MAX_WINDOW_FRACTION:
                 continue
             view = standardize.View(*enlarge(image, label, config.size), intensity_range=intensity_range)
             yield from standardize.view_examples(
@@ -150,6 +154,11 @@ def source_examples(name: str, config: RealConfig):
 
 def read_source(source: Source) -> np.ndarray:
     """The source as grayscale float in [0, 1], zoomed (area average) by its factor."""
+    if importlib.util.find_spec("skimage") is None:
+        raise ModuleNotFoundError(
+            "scikit-image is not installed; it ships the images of real_synthetic_labels "
+            "(pip install scikit-image, or pip install 'universeg-jax[data]', whose stardist brings it)"
+        )
     path = bundled.package_file("skimage", f"data/{source.file}")
     gray = preprocess.to_grayscale(readers.read_image(path), name=source.file) / 255.0
     if source.zoom != 1.0:
@@ -295,7 +304,7 @@ def choose_rules(rng, gray, windows, count, min_subjects, attempts_per_rule: int
         rule = sample_rule(rng)
         mask = rule.apply(gray, in_view)
         fraction = mask[in_view].mean()
-        labelled = sum(bool(w.crop(mask).any()) for w in windows)
+        labelled = sum(0 < w.crop(mask).mean() <= MAX_WINDOW_FRACTION for w in windows)
         if not MIN_FRACTION <= fraction <= MAX_FRACTION or labelled < min(min_subjects, len(windows)):
             continue
         if any(dice(mask, other) > MAX_OVERLAP for _, other in chosen):

@@ -44,6 +44,7 @@ def test_built_dataset_has_the_documented_layout(built):
     path, examples = built
     summary = validate_built(path)  # uint8 (32, 32, 1) images and labels, labels {0, 1} and never empty
     assert summary == {"examples": len(examples), "tasks": 4, "size": 32}
+    assert max(e["label"].mean() for e in examples) <= synthetic_real.MAX_WINDOW_FRACTION + 0.05  # after resizing
     names = {e["task"].decode() for e in examples}
     assert all(n.startswith("real_synthetic_labels/") and n.endswith("/0") for n in names)
     assert {n.split("/")[1] for n in names} == {"photograph", "texture"}  # coins, brick
@@ -92,7 +93,7 @@ def test_rules_meet_their_conditions():
         masks = [mask for _, mask in chosen]
         for rule, mask in chosen:
             assert synthetic_real.MIN_FRACTION <= mask.mean() <= synthetic_real.MAX_FRACTION
-            assert sum(w.crop(mask).any() for w in windows) >= 12
+            assert sum(0 < w.crop(mask).mean() <= synthetic_real.MAX_WINDOW_FRACTION for w in windows) >= 12
             dy, dx = synthetic_real.STABILITY_SHIFT
             assert synthetic_real.dice(mask[dy:, dx:], rule.apply(gray[dy:, dx:])) >= synthetic_real.MIN_STABILITY
         for a, b in combinations(masks, 2):
