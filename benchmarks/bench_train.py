@@ -179,10 +179,12 @@ def bench_old_pipeline(name, steps, commit):
                        capture_output=True)
         try:
             out = subprocess.run([sys.executable, "benchmarks/bench_train.py", f"--case={old_case}",
-                                  f"--steps={steps}"], cwd=tree, capture_output=True, text=True, check=True,
+                                  f"--steps={steps}"], cwd=tree, capture_output=True, text=True,
                                  env={**os.environ, "PYTHONPATH": str(tree)})
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+    if out.returncode:
+        raise RuntimeError(f"the pipeline of {commit} failed:\n{out.stderr[-3000:]}")
     figures = json.loads(out.stdout.strip().splitlines()[-1])[old_case]
     return {"episodes_per_s": figures["episodes_per_s_0_workers"], "commit": commit}
 

@@ -16,11 +16,11 @@ and a run on any number of devices see the same augmented episodes.
 
 All augmentations are computed for every example and kept where their coin flip fired (``jnp.where``): branch-free
 code that ``vmap`` and the batch sharding handle as they are. All spatial transforms of an example (task and
-in-task) are composed into one coordinate map and the example is resampled once, by one gather of the four
-bilinear neighbours; blurs and smooth random fields are small matrix products. On a CPU these are 10-100x faster
-than library convenience functions (dm-pix ``gaussian_blur``, ``affine_transform``), and they compile fast; on
-an accelerator they are a rounding error next to the model (``benchmarks/bench_train.py`` measures the cost per
-episode).
+in-task) are composed into one coordinate map and the example is resampled once, by gathers of the four
+bilinear neighbours; blurs are weighted sums of shifted copies and smooth random fields small matrix products.
+On a CPU these are 10-100x faster than library convenience functions (dm-pix ``gaussian_blur``,
+``affine_transform``); on an accelerator they are a rounding error next to the model
+(``benchmarks/bench_train.py`` measures the cost per episode).
 
 A config maps ``name -> {"p": probability, **params}``; see ``configs/base.py`` for the defaults. A range
 parameter is a ``(low, high)`` pair, or one number ``x`` meaning ``(-x, x)``.
@@ -97,25 +97,17 @@ def warp_pair(image: jax.Array, label: jax.Array, coords: jax.Array) -> tuple[ja
     return _clip(resample(image)), _binarise(resample(label))
 
 
-def _blur_matrix(n: int, sigma, radius: int) -> jax.Array:
-    """``(n, n)`` matrix of a 1-D Gaussian blur of ``2 * radius + 1`` taps, edges mirrored (scipy's ``reflect``)."""
-    offsets = jnp.arange(-radius, radius + 1)
-    weights = jnp.exp(-0.5 * (offsets.astype(jnp.float32) / jnp.maximum(sigma, 1e-3)) ** 2)
-    rows = jnp.arange(n)[:, None]
-    source = rows + offsets[None, :]
-    source = jnp.where(source < 0, -source - 1, source)
-    source = jnp.clip(jnp.where(source >= n, 2 * n - 1 - source, source), 0, n - 1)
-    matrix = jnp.zeros((n, n), jnp.float32).at[jnp.broadcast_to(rows, source.shape), source].add(weights)
-    return matrix / weights.sum()
-
-
 def gaussian_blur(x: jax.Array, sigma, radius: int) -> jax.Array:
-    """Separable Gaussian blur of ``(H, W)`` with a traced ``sigma`` (pixels) and a static ``radius``: two
-    matrix products (fast to compile and to run; full float32 precision on every backend)."""
+    """Separable Gaussian blur of ``(H, W)`` with a traced ``sigma`` (pixels) and a static ``radius``: weighted
+    sums of ``2 * radius + 1`` shifted copies per axis, edges mirrored (scipy's ``reflect``). On one CPU core this
+    is 3x faster than two matrix products and 30x faster than a convolution (65 images of 128x128: 4 ms)."""
+    offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    weights = jnp.exp(-0.5 * (offsets / jnp.maximum(sigma, 1e-3)) ** 2)
+    weights = weights / weights.sum()
     h, w = x.shape
-    highest = jax.lax.Precision.HIGHEST
-    rows = jnp.matmul(_blur_matrix(h, sigma, radius), x, precision=highest)
-    return jnp.matmul(rows, _blur_matrix(w, sigma, radius).T, precision=highest)
+    padded = jnp.pad(x, radius, mode="symmetric")
+    rows = sum(weights[i] * padded[i : i + h, :] for i in range(2 * radius + 1))
+    return sum(weights[i] * rows[:, i : i + w] for i in range(2 * radius + 1))
 
 
 def _blur_radius(sigma_high: float) -> int:
