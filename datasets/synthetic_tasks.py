@@ -6,7 +6,7 @@ that renders them into an image. Layouts (``LAYOUTS``):
 * ``noise``: argmax of 2 to ``labels_per_draw`` smoothed noise fields (large regions and scattered patches);
 * ``voronoi``: power-diagram cells with wiggly borders, each cell one of several labels; optionally the cell
   borders are a label of their own (membranes);
-* ``blobs``: 1 to 3 classes of cell-like objects (wobbly ellipses) on a background, from many small objects to
+* ``blobs``: 1 to 4 classes of cell-like objects (wobbly ellipses) on a background, from many small objects to
   a few large ones, classes differing in size, count and shape;
 * ``curvilinear``: thin structures: branching vessel trees, or membranes (the zero set of a smooth field)
   between two tissues;
