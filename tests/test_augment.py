@@ -99,7 +99,7 @@ def test_in_task_augmentation_differs_per_example():
 def test_every_augmentation_keeps_ranges_and_binary_labels(p):
     config = {name: {"p": p} for name in augment.AUGMENTATIONS}
     for seed in range(3):
-        images, labels = run(episodes(3 + 10 * seed, batch=4), in_task=config, task=config)
+        images, labels = run(episodes(3 + 10 * seed), in_task=config, task=config)
         check_valid(images, labels)
 
 
