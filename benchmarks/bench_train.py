@@ -171,16 +171,22 @@ def bench_pipeline(config, steps):
 
 
 def bench_old_pipeline(name, steps, commit):
-    """The numpy pipeline of ``commit``, in a temporary worktree, on the same data (one process, no workers)."""
+    """The numpy pipeline of ``commit``, in a temporary worktree with its own builders (``universeg_datasets``
+    points at its ``datasets/``) and its own data dir (``$TFDS_DATA_DIR`` + ``_<commit>``: its builder versions),
+    in one process without workers."""
+    from universeg_jax.data.tasks import default_data_dir
+
     old_case = name.replace("pipeline_old_", "pipeline_")
     with tempfile.TemporaryDirectory() as folder:
-        tree = Path(folder) / "old"
+        tree, packages = Path(folder) / "old", Path(folder) / "packages"
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
                        capture_output=True)
+        packages.mkdir()
+        (packages / "universeg_datasets").symlink_to(tree / "datasets")
+        env = {**os.environ, "PYTHONPATH": f"{packages}:{tree}", "TFDS_DATA_DIR": f"{default_data_dir()}_{commit}"}
         try:
             out = subprocess.run([sys.executable, "benchmarks/bench_train.py", f"--case={old_case}",
-                                  f"--steps={steps}"], cwd=tree, capture_output=True, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(tree)})
+                                  f"--steps={steps}"], cwd=tree, capture_output=True, text=True, env=env)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
     if out.returncode:

@@ -72,11 +72,12 @@ def _grid(h: int, w: int) -> jax.Array:
 
 
 def warp_pair(image: jax.Array, label: jax.Array, coords: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``image`` and ``label`` ``(H, W)`` resampled bilinearly at ``coords`` ``(2, H, W)``, zero outside; the
-    label is then thresholded at 0.5 and the image clipped to [0, 1].
+    """An ``(H, W)`` image of whole values 0-255 and its 0/1 label resampled bilinearly at ``coords``
+    ``(2, H, W)``, zero outside; returns the image scaled to [0, 1] and the label thresholded at 0.5.
 
-    Each gets a border of zeros and the coordinates are clipped into it, so that every neighbour index is valid
-    and four flat gathers do the work. Integer coordinates reproduce pixels exactly.
+    Both travel in one gather: ``image + 256 * label`` is a whole number below 512, exact in float32, and splits
+    back into image and label at each of the four neighbours. The image gets a border of zeros and the coordinates
+    are clipped into it, so every neighbour index is valid. Whole coordinates reproduce pixels exactly.
     """
     h, w = image.shape
     # Within 1e-4 of a pixel centre is that pixel: flips and right-angle rotations stay exact despite float32
@@ -86,15 +87,25 @@ def warp_pair(image: jax.Array, label: jax.Array, coords: jax.Array) -> tuple[ja
     r0, c0 = jnp.floor(row), jnp.floor(col)
     fr, fc = row - r0, col - c0
     top_left = (r0.astype(jnp.int32) + 1) * (w + 2) + c0.astype(jnp.int32) + 1
+    flat = jnp.pad(image + 256.0 * label, 1).reshape(-1)
+    packed = [jnp.take(flat, top_left + offset, mode="clip") for offset in (0, 1, w + 2, w + 3)]
+    labels = [jnp.floor(value / 256.0) for value in packed]
+    images = [value - 256.0 * lab for value, lab in zip(packed, labels)]
 
-    def resample(x):
-        flat = jnp.pad(x, 1).reshape(-1)
-        at = lambda offset: jnp.take(flat, top_left + offset, mode="clip")
-        top = at(0) + fc * (at(1) - at(0))
-        bottom = at(w + 2) + fc * (at(w + 3) - at(w + 2))
-        return top + fr * (bottom - top)
+    def bilinear(top_left_, top_right, bottom_left, bottom_right):
+        top = top_left_ + fc * (top_right - top_left_)
+        return top + fr * (bottom_left + fc * (bottom_right - bottom_left) - top)
 
-    return _clip(resample(image)), _binarise(resample(label))
+    return _clip(bilinear(*images) / 255.0), _binarise(bilinear(*labels))
+
+
+def resample_all(images: jax.Array, labels: jax.Array, coords: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``warp_pair`` of every example ``(N, H, W)``: vectorised on accelerators; one example after the other on a
+    CPU, where XLA's batched gather runs at half the speed of N single ones (measured: 65 examples of 128x128,
+    75 ms vmapped, 36 ms in sequence, on one core)."""
+    if jax.default_backend() == "cpu":
+        return jax.lax.map(lambda example: warp_pair(*example), (images, labels, coords))
+    return jax.vmap(warp_pair)(images, labels, coords)
 
 
 def gaussian_blur(x: jax.Array, sigma, radius: int) -> jax.Array:
@@ -386,25 +397,30 @@ class EpisodeAugmenter:
         self.seed = int(seed)
 
     def episode(self, key: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """One episode's ``(N, H, W)`` float32 images and labels, augmented with ``key``."""
+        """One episode's ``(N, H, W)`` float32 images (values 0-255) and labels (0/1), augmented with ``key``;
+        images come back in [0, 1]."""
         in_task_key, task_key = jax.random.split(key)
         n, h, w = images.shape
         if self.in_task.spatial or self.task.spatial:
             coords = self.task.coordinates(task_key, _grid(h, w))
             coords = self.in_task.coordinates(in_task_key, jnp.broadcast_to(coords, (n, 2, h, w)))
-            images, labels = jax.vmap(warp_pair)(images, labels, coords)
+            images, labels = resample_all(images, labels, coords)
+        else:
+            images = images / 255.0
         images, labels = self.in_task.pixels(in_task_key, images, labels)
         return self.task.pixels(task_key, images, labels)
 
     def __call__(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         images = jnp.concatenate([batch["support_images"], batch["query"][:, None]], axis=1)
         labels = jnp.concatenate([batch["support_labels"], batch["query_label"][:, None]], axis=1)
-        images = images[..., 0].astype(jnp.float32) / 255.0
+        images = images[..., 0].astype(jnp.float32)
         labels = labels[..., 0].astype(jnp.float32)
         if self.in_task.spatial or self.in_task.others or self.task.spatial or self.task.others:
             base = jax.random.key(self.seed)
             keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(batch["episode"].astype(jnp.uint32))
             images, labels = jax.vmap(self.episode)(keys, images, labels)
+        else:
+            images = images / 255.0
         images, labels = images[..., None], labels[..., None]
         return {
             "query": images[:, -1],
