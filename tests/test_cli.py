@@ -237,9 +237,14 @@ def test_bad_options_and_missing_weights(nuclei, tmp_path, weights_file, capsys,
 
 
 def test_export_writes_a_loadable_file_with_its_size(tmp_path, capsys):
-    source = weights.save(UniverSeg((4, 4), rngs=nnx.Rngs(0)), tmp_path / "in.safetensors", image_size=(32, 32))
+    from universeg_jax.inference import resolve
+
+    source = weights.save(UniverSeg((4, 4), rngs=nnx.Rngs(0)), tmp_path / "in.safetensors", image_size=(32, 32),
+                          support_size=16, resize="pad")
     assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.safetensors")]) == 0
     assert weights.trained_image_size(tmp_path / "out.safetensors") == (32, 32)
+    trained = resolve(tmp_path / "out.safetensors")[1]  # how it was trained travels with it
+    assert (trained.size, trained.support_size, trained.resize) == ((32, 32), 16, "pad")
     assert weights.load(tmp_path / "out.safetensors").encoder_blocks == ((4, 4), (4, 4))
     assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.bin")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err

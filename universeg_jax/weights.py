@@ -238,10 +238,13 @@ def _torch_shape(param: nnx.Param) -> tuple:
 # The project's own format.
 
 
-def save(model: UniverSeg, path, *, image_size: tuple[int, int] | None = None) -> Path:
+def save(model: UniverSeg, path, *, image_size: tuple[int, int] | None = None, support_size: int | None = None,
+         resize: str | None = None) -> Path:
     """Save parameters and architecture to one safetensors file, atomically (temporary file, then rename).
 
-    ``image_size``: the (H, W) the model was trained at, recorded so that inference resizes to it.
+    How the model was trained, recorded so that inference follows it: ``image_size`` (H, W) it resizes to,
+    ``support_size`` (the default support size, larger supports become ensemble members) and ``resize``
+    (``stretch`` or ``pad``).
     """
     path = Path(path)
     if path.is_dir():
@@ -255,6 +258,12 @@ def save(model: UniverSeg, path, *, image_size: tuple[int, int] | None = None) -
     }
     if image_size is not None:
         metadata["image_size"] = json.dumps([int(n) for n in image_size])
+    if support_size is not None:
+        if int(support_size) < 1:
+            raise ValueError(f"support_size must be >= 1, got {support_size}")
+        metadata["support_size"] = json.dumps(int(support_size))
+    if resize is not None:
+        metadata["resize"] = str(resize)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path

@@ -249,7 +249,8 @@ def default_model(run: Run, config, workdir: Path, step_s: float | None, synthet
         deadline.cancel()
     trained = time.perf_counter() - started
     path = weights.save(checkpoint.load_model(workdir), run.out / "default.safetensors",
-                        image_size=(config.data.size, config.data.size))
+                        image_size=(config.data.size, config.data.size), support_size=config.data.support_size,
+                        resize="stretch")
     shutil.copy(workdir / "config.json", run.out / "default_model_config.json")
     shutil.copy(workdir / "metrics.jsonl", run.out / "default_metrics.jsonl")
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
