@@ -318,7 +318,7 @@ def test_every_training_preset_holds_out_the_evaluated_suite():
 
     suite = set(get_config().datasets)
     assert suite == set(DEFAULT_HELD_OUT) and len(suite) >= 4 and suite <= set(EMBEDDED_DATASETS)
-    configs = [base.get_config(p) for p in base.PRESETS] + [default_model.get_config(s) for s in default_model.STAGES]
+    configs = [base.get_config(p) for p in base.PRESETS] + [default_model.get_config(p) for p in default_model.PRESETS]
     for config in configs:
         held_out = set(train.dataset_names(config.data.held_out))
         trained = {n.partition("/")[0] for n in train.dataset_names(config.data.datasets)} - held_out
