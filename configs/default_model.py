@@ -20,13 +20,14 @@ many families (the bulk of the variety), rule-made labels on real microscopy and
 tissue maps and two nuclei datasets. Datasets with fewer than 17 subjects per task repeat support subjects
 (``data.repeat_subjects``) rather than drop out. Task augmentation at half the paper's probabilities (0.25).
 Preset ``tiny``: the same pipeline at a size a CPU runs in a minute (``benchmarks/gpu/device_run.py
---scale tiny``).
+--scale tiny``). Preset ``probe``: the same data and schedule at a size a 2-core CPU trains in minutes, for the
+side-by-side probes of ``benchmarks/probe_recipe.py`` that chose the settings above (docs/training.md#probes).
 """
 
 from configs import base
 from universeg_jax.data.tasks import DEFAULT_HELD_OUT
 
-PRESETS = ("gpu", "tiny")
+PRESETS = ("gpu", "tiny", "probe")
 
 
 def get_config(preset: str | None = None):
@@ -65,4 +66,17 @@ def get_config(preset: str | None = None):
         config.train.batch_size = 2
         config.train.log_every = 5
         config.checkpoint.every = 50
+    elif preset == "probe":
+        config.model.encoder_blocks = (32, 32, 32, 32)
+        config.model.dtype = "float32"
+        config.data.datasets = config.data.datasets.replace("tasks2000_size128", "tasks2000_size64")
+        config.data.size = 64
+        config.data.support_size = 8
+        config.data.num_workers = 0
+        config.train.batch_size = 4
+        config.train.steps = 1_000
+        config.train.eval_every = config.train.steps  # once, at the end
+        config.train.eval_episodes = 128
+        config.optim.warmup_steps = 50
+        config.checkpoint.every = 1_000
     return config

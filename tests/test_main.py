@@ -58,7 +58,12 @@ def test_cpu_preset_builds_its_data_trains_and_its_loss_goes_down(tmp_path):
     assert "Trained model: run (step 40)" in log
     assert re.search(r"this model [0-9.]+ \| \w+ [0-9.]+ \| \w+ [0-9.]+ \| \w+ [0-9.]+ \| \w+ [0-9.]+", log)
     assert "universeg-jax segment --weights run --support-images" in log
-    assert (workdir / "metrics.jsonl").read_text().count('"prefix": "eval"') == 1
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["prefix"] == "eval"] == [40]
+    # The baselines of the summary, on the same episodes, for scripts that compare runs (benchmarks/probe_recipe.py).
+    (baselines,) = [r for r in records if r["prefix"] == "baselines"]
+    assert set(baselines) == {"step", "prefix", "spatial_prior", "intensity", "nearest_neighbour", "label_fusion"}
+    assert all(0 <= baselines[name] <= 1 for name in set(baselines) - {"step", "prefix"})
     # Running again finds the finished run and does no more steps.
     again = main("run", "--config.data.datasets=synthetic_tasks,mni152_tissue",
                  "--config.data.held_out=stardist_nuclei", "--config.train.steps=40", "--config.train.eval_every=0",

@@ -568,8 +568,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
         manager.wait_until_finished()
         if held_out and step == config.train.steps and jax.process_index() == 0:
             count = sum(len(b["episode"]) for b in eval_batches)
-            logging.info("%s", summary(workdir, step, config.data.held_out, count, held_out["dice"],
-                                       baseline_dice(eval_batches)))
+            baseline = baseline_dice(eval_batches)
+            writer.write(step, baseline, "baselines")
+            logging.info("%s", summary(workdir, step, config.data.held_out, count, held_out["dice"], baseline))
         return last
     finally:
         profile.stop()
