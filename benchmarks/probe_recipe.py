@@ -27,10 +27,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from configs import base  # noqa: E402
 SYNTHETIC = "synthetic_tasks/tasks2000_size64"
 CHECK_SUPPORT = 16  # the support size of configs/evaluate.py:check
 REAL = "real_synthetic_labels,mni152_tissue,bbbc007_nuclei,cells3d_nuclei"
 
+# The paper's task-augmentation probabilities (configs/base.py; the recipe halves them to 0.25).
+PAPER_TASK_AUGMENTATION = {f"augment.task.{name}.p": augmentation.p
+                           for name, augmentation in base.get_config().augment.task.items()}
 # name -> config overrides of the probe preset
 PROBES = {
     "recipe": {},
@@ -38,12 +43,8 @@ PROBES = {
     "lr_2.5e-4": {"optim.lr": 2.5e-4},
     "lr_1e-3": {"optim.lr": 1e-3},
     "lr_2e-3": {"optim.lr": 2e-3},
-    "task_aug_0": {f"augment.task.{name}.p": 0.0 for name in (
-        "flip_intensities", "flip_labels", "sobel_edges", "hflip", "vflip", "affine", "brightness_contrast", "blur",
-        "noise", "sharpness", "elastic", "dilate_erode", "morph_gradient")},
-    "task_aug_0.5": {"augment.task.elastic.p": 0.25, **{f"augment.task.{name}.p": 0.5 for name in (
-        "flip_intensities", "flip_labels", "sobel_edges", "hflip", "vflip", "affine", "brightness_contrast", "blur",
-        "noise", "sharpness", "dilate_erode", "morph_gradient")}},
+    "task_aug_0": {key: 0.0 for key in PAPER_TASK_AUGMENTATION},
+    "task_aug_paper": PAPER_TASK_AUGMENTATION,
     "synthetic_only": {"data.datasets": SYNTHETIC, "data.dataset_weights": ""},
     "real_only": {"data.datasets": REAL, "data.dataset_weights": ""},
     "support_16": {"data.support_size": 16, "train.batch_size": 2},

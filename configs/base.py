@@ -89,7 +89,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     config.train = ml_collections.ConfigDict()
     config.train.steps = 100_000
     config.train.batch_size = 1  # global number of episodes (queries) per step; a multiple of the device count
-    config.train.loss = "soft_dice"  # or "cross_entropy"
+    config.train.loss = "soft_dice"  # or "cross_entropy", "soft_dice_cross_entropy"
     config.train.log_every = 50
     config.train.eval_every = 1_000  # steps between held-out evaluations (0 = never; needs data.held_out)
     config.train.eval_episodes = 64

@@ -20,6 +20,24 @@ def test_soft_dice_loss_and_hard_dice():
     assert train.cross_entropy_loss(perfect, labels).shape == (2,)
 
 
+def test_soft_dice_cross_entropy_keeps_a_gradient_where_soft_dice_has_none():
+    """A model saturated at "foreground everywhere" (the collapse seen in the recipe probes): soft Dice's
+    gradient has vanished, the combined loss still pushes the background pixels' logits down."""
+    import jax
+
+    labels = jnp.zeros((1, 4, 4, 1)).at[:, :2].set(1.0)
+    saturated = jnp.full(labels.shape, 30.0)
+    dice_grad = jax.grad(lambda x: train.soft_dice_loss(x, labels).sum())(saturated)
+    combined_grad = jax.grad(lambda x: train.soft_dice_cross_entropy_loss(x, labels).sum())(saturated)
+    assert float(jnp.abs(dice_grad).max()) < 1e-10
+    background = combined_grad[labels == 0]
+    assert float(background.min()) > 1e-3  # gradient descent lowers the wrong logits
+    np.testing.assert_allclose(
+        train.soft_dice_cross_entropy_loss(saturated, labels),
+        train.soft_dice_loss(saturated, labels) + train.cross_entropy_loss(saturated, labels), rtol=1e-6)
+    assert train.LOSS_FUNCTIONS["soft_dice_cross_entropy"] is train.soft_dice_cross_entropy_loss
+
+
 def test_learning_rate_schedule_warms_up_then_holds_or_decays():
     config = get_config("cpu")
     config.train.steps, config.optim.warmup_steps, config.optim.lr = 100, 10, 1e-3

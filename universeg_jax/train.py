@@ -32,7 +32,6 @@ from universeg_jax.data.augment import EpisodeAugmenter
 from universeg_jax.model import UniverSeg
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-LOSSES = ("soft_dice", "cross_entropy")
 SCHEDULES = ("constant", "cosine")
 
 
@@ -73,7 +72,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config optim.final_lr_ratio must lie in [0, 1], got {config.optim.final_lr_ratio}")
     for name, value, allowed in (
         ("model.dtype", config.model.dtype, tuple(DTYPES)),
-        ("train.loss", config.train.loss, LOSSES),
+        ("train.loss", config.train.loss, tuple(LOSS_FUNCTIONS)),
         ("optim.schedule", config.optim.schedule, SCHEDULES),
     ):
         if value not in allowed:
@@ -249,6 +248,18 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.sigmoid_binary_cross_entropy(logits, labels).mean(axis=(1, 2, 3))
 
 
+def soft_dice_cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Soft Dice plus cross-entropy. Soft Dice alone has no gradient once the sigmoid saturates, so a run whose
+    logits grow large early can stay stuck predicting one class everywhere (seen in the recipe probes,
+    docs/training.md#probes); the cross-entropy term's gradient, ``sigmoid(logits) - labels``, does not vanish
+    on a wrong saturated pixel."""
+    return soft_dice_loss(logits, labels) + cross_entropy_loss(logits, labels)
+
+
+LOSS_FUNCTIONS = {"soft_dice": soft_dice_loss, "cross_entropy": cross_entropy_loss,
+                  "soft_dice_cross_entropy": soft_dice_cross_entropy_loss}
+
+
 def hard_dice(logits: jax.Array, labels: jax.Array, eps: float = 1e-5) -> jax.Array:
     """Per-example Dice of the thresholded prediction (an empty prediction of an empty label scores 1)."""
     pred = (logits > 0).astype(jnp.float32)
@@ -267,7 +278,7 @@ def make_steps(graphdef, tx, schedule, config, mesh):
     ``config.augment`` (keyed by ``config.seed`` and each episode's index), the eval step only converts them to
     float. The state is replicated, the batch split over the ``data`` axis; the train step donates the old state.
     """
-    loss_of = soft_dice_loss if config.train.loss == "soft_dice" else cross_entropy_loss
+    loss_of = LOSS_FUNCTIONS[config.train.loss]
     augment = EpisodeAugmenter(config.augment.in_task.to_dict(), config.augment.task.to_dict(), config.seed)
     to_float = EpisodeAugmenter(None, None, config.seed)
 
