@@ -40,6 +40,8 @@ PAPER_TASK_AUGMENTATION = {f"augment.task.{name}.p": augmentation.p
 PROBES = {
     "recipe": {},
     "recipe_seed1": {"seed": 1},
+    "loss_soft_dice": {"train.loss": "soft_dice"},
+    "loss_soft_dice_seed1": {"train.loss": "soft_dice", "seed": 1},
     "lr_2.5e-4": {"optim.lr": 2.5e-4},
     "lr_1e-3": {"optim.lr": 1e-3},
     "lr_2e-3": {"optim.lr": 2e-3},

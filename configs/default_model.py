@@ -19,7 +19,9 @@ The v1 architecture at 128x128 in bfloat16, support 16, 32 episodes per step. Ta
 many families (the bulk of the variety), rule-made labels on real microscopy and histology images, the MNI152
 tissue maps and two nuclei datasets. Datasets with fewer than 17 subjects per task repeat support subjects
 (``data.repeat_subjects``) rather than drop out. Task augmentation at half the paper's probabilities (0.25).
-Preset ``tiny``: the same pipeline at a size a CPU runs in a minute (``benchmarks/gpu/device_run.py
+Loss: soft Dice plus cross-entropy (soft Dice alone collapsed a probe to "foreground everywhere").
+Preset ``cpu``: the recipe at the probe size for 9,000 steps (about an hour on 2 CPU cores), the longest run a
+CPU-only machine makes in a session. Preset ``tiny``: the same pipeline at a size a CPU runs in a minute (``benchmarks/gpu/device_run.py
 --scale tiny``). Preset ``probe``: the same data and schedule at a size a 2-core CPU trains in minutes, for the
 side-by-side probes of ``benchmarks/probe_recipe.py`` that chose the settings above (docs/training.md#probes).
 """
@@ -27,7 +29,7 @@ side-by-side probes of ``benchmarks/probe_recipe.py`` that chose the settings ab
 from configs import base
 from universeg_jax.data.tasks import DEFAULT_HELD_OUT
 
-PRESETS = ("gpu", "tiny", "probe")
+PRESETS = ("gpu", "tiny", "probe", "cpu")
 
 
 def get_config(preset: str | None = None):
@@ -50,6 +52,7 @@ def get_config(preset: str | None = None):
         augmentation.p = 0.25
     config.train.batch_size = 32
     config.train.steps = 6_000
+    config.train.loss = "soft_dice_cross_entropy"  # soft Dice alone collapsed a probe (docs/training.md#probes)
     config.train.log_every = 50
     config.train.eval_every = 0  # evaluated afterwards, on a CPU, with the full protocol
     config.optim.lr = 5e-4
@@ -66,7 +69,7 @@ def get_config(preset: str | None = None):
         config.train.batch_size = 2
         config.train.log_every = 5
         config.checkpoint.every = 50
-    elif preset == "probe":
+    elif preset in ("probe", "cpu"):
         config.model.encoder_blocks = (32, 32, 32, 32)
         config.model.dtype = "float32"
         config.data.datasets = config.data.datasets.replace("tasks2000_size128", "tasks2000_size64")
@@ -79,4 +82,9 @@ def get_config(preset: str | None = None):
         config.train.eval_episodes = 128
         config.optim.warmup_steps = 50
         config.checkpoint.every = 1_000
+        if preset == "cpu":
+            config.train.steps = 9_000
+            config.train.eval_every = config.train.steps
+            config.optim.warmup_steps = 200
+            config.checkpoint.every = 500
     return config

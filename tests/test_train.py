@@ -150,7 +150,7 @@ def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
     assert np.isfinite(float(eval_step(state["params"], parallel.global_batch(data[1], mesh))["dice"]))
 
 
-@pytest.mark.parametrize("preset", ["gpu", "tiny", "probe"])
+@pytest.mark.parametrize("preset", ["gpu", "tiny", "probe", "cpu"])
 def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets(preset):
     from configs import default_model
     from universeg_jax.data.tasks import DEFAULT_HELD_OUT
