@@ -20,10 +20,11 @@ many families (the bulk of the variety), rule-made labels on real microscopy and
 tissue maps and two nuclei datasets. Datasets with fewer than 17 subjects per task repeat support subjects
 (``data.repeat_subjects``) rather than drop out. Task augmentation at half the paper's probabilities (0.25).
 Loss: soft Dice plus cross-entropy (soft Dice alone collapsed a probe to "foreground everywhere").
-Preset ``cpu``: the recipe at the probe size for 9,000 steps (about an hour on 2 CPU cores), the longest run a
-CPU-only machine makes in a session. Preset ``tiny``: the same pipeline at a size a CPU runs in a minute (``benchmarks/gpu/device_run.py
---scale tiny``). Preset ``probe``: the same data and schedule at a size a 2-core CPU trains in minutes, for the
-side-by-side probes of ``benchmarks/probe_recipe.py`` that chose the settings above (docs/training.md#probes).
+Preset ``cpu``: the recipe at the probe size for 9,000 steps (about an hour on 2 CPU cores; its record is in
+docs/evaluation.md#results). Preset ``tiny``: the same pipeline at a size a CPU runs in a minute
+(``benchmarks/gpu/device_run.py --scale tiny``). Preset ``probe``: the same data and schedule at a size a 2-core
+CPU trains in minutes, for the side-by-side probes of ``benchmarks/probe_recipe.py`` that chose the settings above
+(docs/training.md#probes).
 """
 
 from configs import base
@@ -77,14 +78,10 @@ def get_config(preset: str | None = None):
         config.data.support_size = 8
         config.data.num_workers = 0
         config.train.batch_size = 4
-        config.train.steps = 1_000
+        hour_long = preset == "cpu"
+        config.train.steps = 9_000 if hour_long else 1_000
         config.train.eval_every = config.train.steps  # once, at the end
         config.train.eval_episodes = 128
-        config.optim.warmup_steps = 50
-        config.checkpoint.every = 1_000
-        if preset == "cpu":
-            config.train.steps = 9_000
-            config.train.eval_every = config.train.steps
-            config.optim.warmup_steps = 200
-            config.checkpoint.every = 500
+        config.optim.warmup_steps = 200 if hour_long else 50
+        config.checkpoint.every = 500 if hour_long else 1_000
     return config
