@@ -5,7 +5,10 @@
     python benchmarks/bench_model.py --official-repo /path/to/UniverSeg --official-python /path/to/torch/python
         # also times the official PyTorch model from a local checkout (not shipped with this project)
 
-Every configuration runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is its own.
+Every configuration runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is its own. The first
+line names the CPU, its instruction set and the float32 matrix-product peak measured in the same run
+(``cpu_info.py``); GFLOP/s is XLA's FLOP count of the split model's forward over each row's time, and its share of
+that peak.
 The concatenating form (tests/reference_model.py, a literal port of the official forward) is skipped where XLA's
 own memory estimate says it would not fit, and the table says so.
 """
@@ -20,6 +23,8 @@ import sys
 import time
 
 import numpy as np
+
+import cpu_info
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEMORY_LIMIT_GB = 18.0
@@ -70,7 +75,10 @@ def run_one(variant, b, s, size, repeats):
     compile_s = time.perf_counter() - start
     analysis = compiled.memory_analysis()
     xla_gb = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes) / 1e9
-    result = {"variant": variant, "B": b, "S": s, "compile_s": compile_s, "xla_estimate_gb": xla_gb}
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    result = {"variant": variant, "B": b, "S": s, "compile_s": compile_s, "xla_estimate_gb": xla_gb,
+              "xla_flops": float(cost["flops"]) if cost and "flops" in cost else None}
     if xla_gb > MEMORY_LIMIT_GB:
         result["skipped"] = f"XLA estimate {xla_gb:.1f} GB > {MEMORY_LIMIT_GB} GB"
         return result
@@ -137,9 +145,12 @@ def main():
         return
 
     variants = list(args.variants) + (["official"] if args.official_repo else [])
+    print(cpu_info.describe(), flush=True)
+    peak = cpu_info.matmul_peak()
     print(f"UniverSeg v1 forward, {args.size}x{args.size}, float32, CPU x{os.cpu_count()}, "
           f"median of {args.repeats} after warm-up; peak RSS of a fresh process per row")
-    print(f"{'variant':<28}{'B':>3}{'S':>4}{'median s':>10}{'peak RSS GB':>13}{'XLA est GB':>12}{'compile s':>11}")
+    print(f"{'variant':<28}{'B':>3}{'S':>4}{'median s':>10}{'peak RSS GB':>13}{'XLA est GB':>12}{'compile s':>11}{'GFLOP/s':>9}{'of peak':>9}")
+    flops = {}  # (B, S) -> XLA's FLOP count of the split model's forward
     for b in args.batch:
         for s in args.support:
             for variant in variants:
@@ -155,8 +166,13 @@ def main():
                     continue
                 est = f"{r['xla_estimate_gb']:.2f}" if "xla_estimate_gb" in r else "-"
                 comp = f"{r['compile_s']:.1f}" if "compile_s" in r else "-"
+                if r["variant"] == "split" and r.get("xla_flops"):
+                    flops[(b, s)] = r["xla_flops"]
+                # GFLOP/s of the split model's XLA count for every row: the same work, so the rates compare.
+                rate = flops[(b, s)] / r["median_s"] / 1e9 if flops.get((b, s)) else None
+                rate_text = f"{rate:>9.1f}{rate / peak:>9.1%}" if rate else f"{'-':>9}{'-':>9}"
                 print(f"{r['variant']:<28}{b:>3}{s:>4}{r['median_s']:>10.3f}{r['peak_rss_gb']:>13.2f}"
-                      f"{est:>12}{comp:>11}", flush=True)
+                      f"{est:>12}{comp:>11}{rate_text}", flush=True)
 
 
 if __name__ == "__main__":

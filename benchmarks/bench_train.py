@@ -8,7 +8,8 @@ Cases:
 
 * step cases (``cpu``, ``v1_*``): the jitted train step (on-device augmentation, forward, backward, Adam) on a
   fixed random uint8 batch: the median over ``--steps`` steps after compilation, XLA's estimate of the step's
-  memory (temporaries + arguments) and FLOPs, and the achieved TFLOP/s;
+  memory (temporaries + arguments) and FLOPs, the achieved TFLOP/s and its share of the float32 matrix-product
+  peak measured in the same case (``of_matmul_peak``; the first line names the CPU, ``cpu_info.py``);
 * ``augment_share_v1_b1_s64``: the same step with and without augmentation: the augmentation's share of the step;
 * pipeline cases: episodes/s of the whole input path per core: sampling and gathering on the host, then the
   augmentation as it runs in the step (jitted, on this CPU); ``pipeline_old_*`` runs the numpy pipeline of the
@@ -34,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+import cpu_info  # noqa: E402
 BASELINE_COMMIT = "b6d9242"  # the last commit with the numpy (host) augmentation
 
 PAPER = {"train.batch_size": 1, "data.support_size": 64}
@@ -132,6 +135,7 @@ def bench_step(config, steps):
     result.update(time_step(compiled, state, batch, steps, config.train.batch_size))
     if result["flops_per_step"]:
         result["tflops"] = result["flops_per_step"] / result["step_s"] / 1e12
+        result["of_matmul_peak"] = result["tflops"] * 1e3 / cpu_info.matmul_peak()
     return result
 
 
@@ -239,6 +243,7 @@ def main():
     if args.case:
         run_case(args.case, args.steps, args.loop_steps, args.baseline_commit)
         return
+    print(cpu_info.describe(), flush=True)
     for name in args.cases.split(","):
         if name not in known:
             parser.error(f"unknown case {name!r}; known: {known}")
