@@ -50,6 +50,8 @@ PROBES = {
     "synthetic_only": {"data.datasets": SYNTHETIC, "data.dataset_weights": ""},
     "real_only": {"data.datasets": REAL, "data.dataset_weights": ""},
     "support_16": {"data.support_size": 16, "train.batch_size": 2},
+    "width_48": {"model.encoder_blocks": "(48, 48, 48, 48)"},
+    "width_64": {"model.encoder_blocks": "(64, 64, 64, 64)"},
 }
 
 
