@@ -11,7 +11,7 @@ overridden, e.g. ``--config.weights=v1 --config.support_sizes='(1,4,16)' --confi
 
 import ml_collections
 
-from universeg_jax.data.tasks import DEFAULT_HELD_OUT
+from universeg_jax.data.contract import DEFAULT_HELD_OUT
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

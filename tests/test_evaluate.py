@@ -313,13 +313,13 @@ def test_unknown_preset_is_refused():
 def test_every_training_preset_holds_out_the_evaluated_suite():
     """The held-out suite (configs/evaluate.py) is at least four embedded datasets, and no preset trains on any."""
     from configs import base, default_model
-    from universeg_jax import train
-    from universeg_jax.data.tasks import DEFAULT_HELD_OUT, EMBEDDED_DATASETS
+    from universeg_jax.data.contract import DEFAULT_HELD_OUT, EMBEDDED_DATASETS
+    from universeg_jax.data.tasks import dataset_names
 
     suite = set(get_config().datasets)
     assert suite == set(DEFAULT_HELD_OUT) and len(suite) >= 4 and suite <= set(EMBEDDED_DATASETS)
     configs = [base.get_config(p) for p in base.PRESETS] + [default_model.get_config(p) for p in default_model.PRESETS]
     for config in configs:
-        held_out = set(train.dataset_names(config.data.held_out))
-        trained = {n.partition("/")[0] for n in train.dataset_names(config.data.datasets)} - held_out
+        held_out = set(dataset_names(config.data.held_out))
+        trained = {n.partition("/")[0] for n in dataset_names(config.data.datasets)} - held_out
         assert held_out == suite and trained and not trained & suite

@@ -20,6 +20,7 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
+from universeg_jax.data.tasks import dataset_names
 from universeg_jax.model import UniverSeg
 
 STATE = "state"
@@ -29,6 +30,8 @@ CONFIG_FILE = "config.json"
 RESUME_FIELDS = ("seed", "model.encoder_blocks", "model.decoder_blocks", "data.datasets", "data.held_out",
                  "data.size", "data.support_size", "data.dataset_weights", "data.task_weights", "data.repeat_subjects",
                  "train.batch_size")
+# Fields that name datasets, compared as the names they list (runs before 2026-12 saved them as "a,b" strings).
+NAME_FIELDS = ("data.datasets", "data.held_out")
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
@@ -98,7 +101,7 @@ def check_resumable(workdir: epath.PathLike, config_dict: dict) -> None:
     def lookup(tree, dotted):
         for part in dotted.split("."):
             tree = tree.get(part) if isinstance(tree, dict) else None
-        return tree
+        return list(dataset_names(tree)) if dotted in NAME_FIELDS and tree is not None else tree
 
     changed = [f"{field}: {lookup(saved, field)!r} -> {lookup(current, field)!r}"
                for field in RESUME_FIELDS if lookup(saved, field) != lookup(current, field)]

@@ -27,7 +27,7 @@ from etils import epath
 from flax import nnx
 
 from universeg_jax import checkpoint, parallel
-from universeg_jax.data import episodes
+from universeg_jax.data import episodes, tasks
 from universeg_jax.data.augment import EpisodeAugmenter
 from universeg_jax.model import UniverSeg
 
@@ -102,50 +102,13 @@ def prepare_workdir(workdir: str) -> epath.Path:
     return path
 
 
-def dataset_names(spec: str) -> tuple[str, ...]:
-    """``"a,b"`` -> ``("a", "b")``; ``"embedded"`` stands for every dataset that needs no download."""
-    names = []
-    for name in (n.strip() for n in spec.split(",") if n.strip()):
-        if name == "embedded":
-            from universeg_jax.data.tasks import EMBEDDED_DATASETS
-
-            names.extend(EMBEDDED_DATASETS)
-        else:
-            names.append(name)
-    return tuple(dict.fromkeys(names))
-
-
 # ---------------------------------------------------------------- data
 
 
 def load_stores(config: ml_collections.ConfigDict):
-    """(training store, held-out store or None) from the TFDS tasks named in the config.
-
-    ``data.datasets`` and ``data.held_out`` are opened together; held-out datasets never reach training.
-    """
-    from universeg_jax.data import tasks
-
-    held_out = dataset_names(config.data.held_out)
-    names = tuple(dict.fromkeys(dataset_names(config.data.datasets) + held_out))
-    if not set(names) - set(held_out):
-        raise ValueError(f"config data.datasets={config.data.datasets!r} leaves no dataset to train on "
-                         f"after removing data.held_out={config.data.held_out!r}")
-    known = set(tasks.EMBEDDED_DATASETS) | set(_built_datasets(config.data.data_dir, tasks))
-    unknown = sorted(n for n in names if n.partition("/")[0] not in known)  # "name/config" names a TFDS config
-    if unknown:
-        raise ValueError(
-            f"unknown datasets {unknown} in data.datasets/data.held_out: not embedded "
-            f"({', '.join(tasks.EMBEDDED_DATASETS)}) and not built in {config.data.data_dir or tasks.default_data_dir()}"
-        )
-    store = tasks.open_tasks(names, config.data.data_dir or None, size=config.data.size, build=config.data.build)
-    train_store, held_out_store = tasks.split_by_dataset(store, held_out)
-    return train_store, (held_out_store if held_out else None)
-
-
-def _built_datasets(data_dir: str, tasks) -> list[str]:
-    """Names of the datasets that have a folder in the TFDS data dir."""
-    root = epath.Path(data_dir) if data_dir else epath.Path(tasks.default_data_dir())
-    return [p.name for p in root.iterdir() if p.is_dir()] if root.exists() else []
+    """(training store, held-out store or None) from the TFDS tasks named in ``data.datasets``/``data.held_out``."""
+    return tasks.open_training_stores(config.data.datasets, config.data.held_out, config.data.data_dir,
+                                      size=config.data.size, build=config.data.build)
 
 
 def episode_dataset(store, config, *, seed: int, training: bool):
