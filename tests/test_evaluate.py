@@ -323,3 +323,13 @@ def test_every_training_preset_holds_out_the_evaluated_suite():
         held_out = set(dataset_names(config.data.held_out))
         trained = {n.partition("/")[0] for n in dataset_names(config.data.datasets)} - held_out
         assert held_out == suite and trained and not trained & suite
+
+
+def test_default_weights_are_v1_while_no_default_model_ships(tmp_path, monkeypatch):
+    from universeg_jax import trained
+
+    monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
+    assert get_config().weights == "v1"
+    (tmp_path / "default.safetensors").write_bytes(b"")
+    monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", tmp_path / "default.safetensors")
+    assert get_config().weights == "default"

@@ -4,8 +4,8 @@ The model is in ``universeg_jax.model``, weights in ``universeg_jax.weights`` an
 ``universeg_jax.inference``; the common names are re-exported here.
 """
 
-from universeg_jax.inference import Segmenter, load_model
+from universeg_jax.inference import Segmenter
 from universeg_jax.model import UniverSeg
 from universeg_jax.weights import load, load_official, pretrained, save
 
-__all__ = ["Segmenter", "UniverSeg", "load", "load_model", "load_official", "pretrained", "save"]
+__all__ = ["Segmenter", "UniverSeg", "load", "load_official", "pretrained", "save"]

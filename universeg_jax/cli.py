@@ -143,13 +143,13 @@ def main(argv=None) -> int:
 
 
 def export(args) -> None:
+    from universeg_jax import trained as trained_weights
     from universeg_jax import weights
-    from universeg_jax.inference import resolve
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out {out} must end in .safetensors")
-    model, trained = resolve(args.weights)
+    model, trained = trained_weights.load(args.weights)
     weights.save(model, out, image_size=trained.size, support_size=trained.support_size, resize=trained.resize)
     print(f"wrote {out} (trained at {trained.size[0]}x{trained.size[1]}, support {trained.support_size}, "
           f"{trained.resize})")

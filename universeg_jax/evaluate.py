@@ -553,13 +553,13 @@ def select_datasets(store, datasets: Sequence[str]):
 
 def load_weights(name: str) -> tuple[UniverSeg | None, int | None]:
     """(model, the image side it was trained at) for ``name``: ``'none'`` -> (None, None), baselines only;
-    ``'default'`` -> the shipped model; else ``'v1'`` or a path (see ``inference.resolve_weights``)."""
+    ``'default'`` -> the shipped model; else ``'v1'`` or a path (see ``universeg_jax.trained``)."""
     if name == "none":
         return None, None
-    from universeg_jax.inference import resolve_weights
+    from universeg_jax import trained
 
-    model, (height, _) = resolve_weights(None if name == "default" else name)
-    return model, height
+    model, how = trained.load(None if name == "default" else name)
+    return model, how.size[0]
 
 
 def evaluation_size(config_size: int, trained_size: int | None) -> int:

@@ -165,10 +165,10 @@ def initial_params(config: ml_collections.ConfigDict, model: UniverSeg, *, resum
     graphdef, params = nnx.split(model)
     if not config.train.init_weights or resuming:
         return graphdef, params
-    from universeg_jax.inference import load_model
+    from universeg_jax import trained
 
     try:
-        loaded = nnx.state(load_model(config.train.init_weights))
+        loaded = nnx.state(trained.load(config.train.init_weights)[0])
     except (FileNotFoundError, ValueError) as error:
         raise type(error)(f"config train.init_weights: {error}") from error
     if jax.tree.structure(loaded) != jax.tree.structure(params) or (

@@ -251,7 +251,7 @@ def default_model(run: Run, config, workdir: Path, step_s: float | None, synthet
     path = weights.save(checkpoint.load_model(workdir), run.out / "default.safetensors",
                         image_size=(config.data.size, config.data.size), support_size=config.data.support_size,
                         resize="stretch")
-    shutil.copy(workdir / "config.json", run.out / "default_model_config.json")
+    shutil.copy(workdir / checkpoint.CONFIG_FILE, run.out / "default_model_config.json")
     shutil.copy(workdir / "metrics.jsonl", run.out / "default_metrics.jsonl")
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     return {"planned_steps": config.train.steps, "trained_steps": rows[-1]["step"] if rows else None,
