@@ -246,3 +246,12 @@ def test_export_writes_a_loadable_file_with_its_size(tmp_path, capsys):
     assert weights.load(tmp_path / "out.safetensors").encoder_blocks == ((4, 4), (4, 4))
     assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.bin")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err
+
+
+def test_the_command_leaves_the_warnings_format_as_it_found_it(tmp_path, capsys):
+    import warnings
+
+    before = warnings.formatwarning
+    assert cli.main(["export", "--weights", str(tmp_path / "absent"), "--out", str(tmp_path / "o.safetensors")]) == 2
+    assert warnings.formatwarning is before
+    assert "neither a known name" in capsys.readouterr().err

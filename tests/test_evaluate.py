@@ -12,6 +12,7 @@ from tests.conftest import FakeTask, FakeTaskStore
 from universeg_jax import evaluate as E
 from universeg_jax import weights
 from universeg_jax.model import UniverSeg
+from universeg_jax.report import write_atomic
 
 SIZE = 32
 
@@ -68,8 +69,7 @@ def small_config(**overrides):
     config.support_sizes, config.draws, config.max_queries = (1, 2, 4), 2, 3
     config.ensemble_sizes, config.ensemble_support_size = (1, 2), 2
     config.qualitative_tasks = 2
-    for key, value in overrides.items():
-        setattr(config, key, value)
+    config.update_from_flattened_dict(overrides)
     return config
 
 
@@ -278,7 +278,7 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        E.write_atomic(path, broken)
+        write_atomic(path, broken)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 

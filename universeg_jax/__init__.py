@@ -1,6 +1,7 @@
 """universeg-jax: UniverSeg universal medical image segmentation in JAX/Flax NNX.
 
-The model is in ``universeg_jax.model``, weights in ``universeg_jax.weights`` and the researcher-facing API in
+The model is in ``universeg_jax.model``, weight files in ``universeg_jax.weights``, the model a weights spec
+names (``"v1"``, a file, a run directory) in ``universeg_jax.trained`` and the researcher-facing API in
 ``universeg_jax.inference``; the common names are re-exported here.
 """
 

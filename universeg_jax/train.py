@@ -26,7 +26,7 @@ import optax
 from etils import epath
 from flax import nnx
 
-from universeg_jax import checkpoint, parallel
+from universeg_jax import baselines, checkpoint, metrics, parallel
 from universeg_jax.data import episodes, tasks
 from universeg_jax.data.augment import EpisodeAugmenter
 from universeg_jax.model import UniverSeg
@@ -223,12 +223,10 @@ LOSS_FUNCTIONS = {"soft_dice": soft_dice_loss, "cross_entropy": cross_entropy_lo
                   "soft_dice_cross_entropy": soft_dice_cross_entropy_loss}
 
 
-def hard_dice(logits: jax.Array, labels: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """Per-example Dice of the thresholded prediction (an empty prediction of an empty label scores 1)."""
-    pred = (logits > 0).astype(jnp.float32)
-    overlap = jnp.sum(pred * labels, axis=(1, 2, 3))
-    total = jnp.sum(pred, axis=(1, 2, 3)) + jnp.sum(labels, axis=(1, 2, 3))
-    return (2.0 * overlap + eps) / (total + eps)
+def hard_dice(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example Dice of the thresholded prediction, ``(B, H, W, 1)`` -> ``(B,)``: the evaluation's formula
+    (``metrics.mask_dice``; an empty prediction of an empty label scores 1)."""
+    return metrics.mask_dice(logits > 0, labels > 0.5, (1, 2, 3), xp=jnp)
 
 
 # ---------------------------------------------------------------- step functions
@@ -363,24 +361,6 @@ def sigterm_flag() -> Iterator[list[bool]]:
 def evaluate(eval_step, params, batches, mesh) -> dict[str, float]:
     results = [eval_step(params, parallel.global_batch(b, mesh)) for b in batches]
     return {k: float(np.mean([jax.device_get(r[k]) for r in results])) for k in results[0]}
-
-
-def baseline_dice(batches) -> dict[str, float]:
-    """Mean Dice of each classical baseline on the held-out episodes the model is evaluated on (same queries,
-    same support sets, threshold 0.5)."""
-    from universeg_jax import baselines, metrics
-
-    scores: dict[str, list[float]] = {}
-    for batch in batches:
-        for b in range(len(batch["episode"])):
-            images = batch["support_images"][b].astype(np.float32) / 255.0
-            labels = batch["support_labels"][b].astype(np.float32)
-            query = batch["query"][b][None].astype(np.float32) / 255.0
-            truth = batch["query_label"][b][None, ..., 0] > 0
-            for name in baselines.BASELINES:
-                probabilities = baselines.make_baseline(name)(images, labels, query)
-                scores.setdefault(name, []).append(float(metrics.dice(metrics.binarize(probabilities), truth)[0]))
-    return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
 def summary(workdir: epath.Path, step: int, held_out: str, episodes_count: int, model_dice: float,
@@ -542,7 +522,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
         manager.wait_until_finished()
         if held_out and step == config.train.steps and jax.process_index() == 0:
             count = sum(len(b["episode"]) for b in eval_batches)
-            baseline = baseline_dice(eval_batches)
+            baseline = baselines.episodes_dice(eval_batches)
             writer.write(step, baseline, "baselines")
             logging.info("%s", summary(workdir, step, config.data.held_out, count, held_out["dice"], baseline))
         return last
