@@ -16,6 +16,7 @@ from universeg_datasets import (base, bbbc007_nuclei, cells3d_nuclei, registry, 
                                 wheels)
 from universeg_datasets.validate import validate_built
 from universeg_jax.data.contract import INDEX_FILE
+from universeg_jax.files import sha256
 
 SIZE = 64
 # builder, task id -> (examples, subjects), the rule: least pixels between the windows of two subjects (None: the
@@ -159,7 +160,7 @@ def _fake_wheel(directory, members=None):
     with zipfile.ZipFile(path, "w") as z:
         for name, data in (members or {"fake_data/a.txt": b"hello"}).items():
             z.writestr(name, data)
-    return path, wheels.Wheel("fake-data", "1.0", path.name, wheels.file_sha256(path), "MIT")
+    return path, wheels.Wheel("fake-data", "1.0", path.name, sha256(path), "MIT")
 
 
 def test_wheels_are_pinned_by_sha256():

@@ -34,6 +34,7 @@ import numpy as np
 from etils import epath
 
 from universeg_jax.data.contract import DEFAULT_HELD_OUT, EMBEDDED_DATASETS, INDEX_FILE, SIZES
+from universeg_jax.files import cache_dir
 
 PACKED_ARRAYS = {"images": "image", "labels": "label"}  # packed array -> TFDS feature
 BUILD_COMMAND = "python -m universeg_datasets.build {name} --config {config} --data_dir {data_dir}"
@@ -83,7 +84,7 @@ class PreparedDataset:
         if "://" not in self.path:
             return Path(self.path) / "packed"
         fingerprint = hashlib.sha1((self.path + (path / "dataset_info.json").read_text()).encode()).hexdigest()[:12]
-        return local_cache_dir() / "packed" / self.name / path.parent.name / f"{path.name}-{fingerprint}"
+        return cache_dir() / "packed" / self.name / path.parent.name / f"{path.name}-{fingerprint}"
 
     def pack(self) -> Path:
         """Writes the packed copy if it is missing (atomically: a temporary folder renamed when complete)."""
@@ -119,11 +120,6 @@ class PreparedDataset:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return target
-
-
-def local_cache_dir() -> Path:
-    """``$UNIVERSEG_JAX_CACHE``, else ``~/.cache/universeg_jax`` (shared with the weights cache)."""
-    return Path(os.environ.get("UNIVERSEG_JAX_CACHE", "~/.cache/universeg_jax")).expanduser()
 
 
 class TaskStore:
