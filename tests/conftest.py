@@ -98,10 +98,5 @@ def tiny_config(**changes):
     config.data.support_size = 3
     config.data.num_workers = 0
     config.train.eval_every = 0
-    for path, value in changes.items():
-        *sections, field = path.split(".")
-        node = config
-        for section in sections:
-            node = node[section]
-        node[field] = value
+    config.update_from_flattened_dict(changes)
     return config

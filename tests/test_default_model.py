@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from universeg_jax.inference import DEFAULT_WEIGHTS
+from universeg_jax.trained import DEFAULT_WEIGHTS
 
 WEIGHTS = Path(os.environ.get("UNIVERSEG_JAX_CANDIDATE", DEFAULT_WEIGHTS))
 LABEL_COPY_MARGIN = 0.02

@@ -12,6 +12,7 @@ from tests.conftest import FakeTask, FakeTaskStore
 from universeg_jax import evaluate as E
 from universeg_jax import weights
 from universeg_jax.model import UniverSeg
+from universeg_jax.report import write_atomic
 
 SIZE = 32
 
@@ -68,8 +69,7 @@ def small_config(**overrides):
     config.support_sizes, config.draws, config.max_queries = (1, 2, 4), 2, 3
     config.ensemble_sizes, config.ensemble_support_size = (1, 2), 2
     config.qualitative_tasks = 2
-    for key, value in overrides.items():
-        setattr(config, key, value)
+    config.update_from_flattened_dict(overrides)
     return config
 
 
@@ -278,7 +278,7 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        E.write_atomic(path, broken)
+        write_atomic(path, broken)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
@@ -313,13 +313,23 @@ def test_unknown_preset_is_refused():
 def test_every_training_preset_holds_out_the_evaluated_suite():
     """The held-out suite (configs/evaluate.py) is at least four embedded datasets, and no preset trains on any."""
     from configs import base, default_model
-    from universeg_jax import train
-    from universeg_jax.data.tasks import DEFAULT_HELD_OUT, EMBEDDED_DATASETS
+    from universeg_jax.data.contract import DEFAULT_HELD_OUT, EMBEDDED_DATASETS
+    from universeg_jax.data.tasks import dataset_names
 
     suite = set(get_config().datasets)
     assert suite == set(DEFAULT_HELD_OUT) and len(suite) >= 4 and suite <= set(EMBEDDED_DATASETS)
     configs = [base.get_config(p) for p in base.PRESETS] + [default_model.get_config(p) for p in default_model.PRESETS]
     for config in configs:
-        held_out = set(train.dataset_names(config.data.held_out))
-        trained = {n.partition("/")[0] for n in train.dataset_names(config.data.datasets)} - held_out
+        held_out = set(dataset_names(config.data.held_out))
+        trained = {n.partition("/")[0] for n in dataset_names(config.data.datasets)} - held_out
         assert held_out == suite and trained and not trained & suite
+
+
+def test_default_weights_are_v1_while_no_default_model_ships(tmp_path, monkeypatch):
+    from universeg_jax import trained
+
+    monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
+    assert get_config().weights == "v1"
+    (tmp_path / "default.safetensors").write_bytes(b"")
+    monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", tmp_path / "default.safetensors")
+    assert get_config().weights == "default"

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from universeg_jax import inference, weights
+from universeg_jax import trained, weights
 from universeg_jax import preprocess as pp
-from universeg_jax.inference import Segmenter, Support, label_map_from, load_model
+from universeg_jax.inference import Segmenter, Support, label_map_from
 from universeg_jax.model import UniverSeg
+
 
 SIZE = (32, 32)
 
@@ -269,14 +270,18 @@ def test_prepare_support_rejects_unnormalised_images_when_told_they_are(segmente
         segmenter.prepare_support(images, labels, normalize=False)
 
 
+def load_model(spec):
+    return trained.load(spec)[0]
+
+
 def test_load_model_sources(tmp_path, model, monkeypatch):
-    monkeypatch.setattr(inference, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
+    monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
     with pytest.raises(FileNotFoundError, match="--weights v1"):
         load_model(None)
     path = weights.save(model, tmp_path / "run" / "export" / "model.safetensors")
     assert load_model(path).encoder_blocks == model.encoder_blocks
     assert load_model(tmp_path / "run").encoder_blocks == model.encoder_blocks  # a run directory
-    monkeypatch.setattr(inference, "DEFAULT_WEIGHTS", path)
+    monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", path)
     assert isinstance(load_model(None), UniverSeg)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .safetensors export"):
@@ -321,8 +326,8 @@ def test_a_training_workdir_gives_its_latest_checkpoint_at_its_size(tmp_path):
 
     config = tiny_config(**{"train.steps": 2, "checkpoint.every": 2})
     train.train(config, str(tmp_path / "run"), train_store=FakeTaskStore())
-    model, size = inference.resolve_weights(tmp_path / "run")
-    assert size == (32, 32)
-    trained = checkpoint.load_model(tmp_path / "run")
-    assert jax.tree.all(jax.tree.map(np.array_equal, nnx.state(model, nnx.Param), nnx.state(trained, nnx.Param)))
+    model, how = trained.load(tmp_path / "run")
+    assert how.size == (32, 32)
+    restored = checkpoint.load_model(tmp_path / "run")
+    assert jax.tree.all(jax.tree.map(np.array_equal, nnx.state(model, nnx.Param), nnx.state(restored, nnx.Param)))
     assert Segmenter.from_weights(tmp_path / "run").size == (32, 32)

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from universeg_jax import io
+from universeg_jax import io, overlay
 
 
 def test_suffix_and_stem():
@@ -152,17 +152,17 @@ def test_overlay_picture():
     label_map[70:90, 10:40] = 7
     support = [rng.random((32, 32))] * 3
     masks = [np.pad(np.full((10, 10), 3), 11), np.pad(np.full((10, 10), 7), 11), np.zeros((32, 32))]
-    picture = io.overlay(query, label_map, (3, 7), support, masks, width=400)
+    picture = overlay.overlay(query, label_map, (3, 7), support, masks, width=400)
     assert picture.dtype == np.uint8 and picture.shape[1] == 400 and picture.shape[2] == 3
     colours = {tuple(c) for c in picture.reshape(-1, 3)}
-    assert tuple(io.PALETTE[0]) in colours and tuple(io.PALETTE[1]) in colours  # outlines and legend swatches
+    assert tuple(overlay.PALETTE[0]) in colours and tuple(overlay.PALETTE[1]) in colours  # outlines and legend swatches
     # Labels are told apart in the support row too: both colours appear below the query row.
     support_row = picture[picture.shape[0] // 2 :].reshape(-1, 3)
-    assert {tuple(io.PALETTE[0]), tuple(io.PALETTE[1])} <= {tuple(c) for c in support_row}
+    assert {tuple(overlay.PALETTE[0]), tuple(overlay.PALETTE[1])} <= {tuple(c) for c in support_row}
     # No blank area: every column of the picture holds image content in the query row.
-    top = picture[io.TITLE_HEIGHT : io.TITLE_HEIGHT + 20]
-    assert (top != io.BACKGROUND).any(axis=(0, 2)).mean() > 0.95
-    slices = io.overlay([query, query[:50]], [label_map, label_map[:50]], (3, 7), titles=["a", "b"], width=400)
+    top = picture[overlay.TITLE_HEIGHT : overlay.TITLE_HEIGHT + 20]
+    assert (top != overlay.BACKGROUND).any(axis=(0, 2)).mean() > 0.95
+    slices = overlay.overlay([query, query[:50]], [label_map, label_map[:50]], (3, 7), titles=["a", "b"], width=400)
     assert slices.shape[1] == 400
     with pytest.raises(ValueError, match="2 queries but 1"):
-        io.overlay([query, query], [label_map], (3, 7))
+        overlay.overlay([query, query], [label_map], (3, 7))

@@ -222,7 +222,7 @@ def tpu_plan(tmp_path, accelerator="v4-32", runtime="tpu-ubuntu2204-base", capac
         gcloud("queued-resources", "list", "--format=value(name.basename())"),
         gcloud("tpu-vm", "list", "--format=value(name.basename())"),
         ["tar", "-czf", tarball, "--exclude=__pycache__", "-C", str(REPO),
-         "setup.py", "README.md", "universeg_jax", "datasets", "configs"],
+         "setup.py", "README.md", "universeg_jax", "universeg_datasets", "configs"],
         *[*attempt, *after_failure, delete] * restarts,
         *attempt,
         delete,

@@ -92,3 +92,22 @@ def test_bad_inputs_are_rejected(call, message):
 def test_mean_std_is_population_std():
     assert metrics.mean_std([0.2, 0.4]) == pytest.approx((0.3, 0.1))
     assert metrics.mean_std([0.7]) == (0.7, 0.0)
+
+
+def test_training_step_dice_is_the_evaluation_dice():
+    """train.hard_dice (jitted, on logits) and metrics.dice (evaluation, on masks) are one formula, empty cases
+    included."""
+    import jax
+    import jax.numpy as jnp
+
+    from universeg_jax import train
+
+    rng = np.random.default_rng(0)
+    labels = rng.random((5, 8, 8, 1)) < 0.3
+    labels[1] = False  # empty truth, non-empty prediction -> 0
+    logits = rng.normal(size=(5, 8, 8, 1)).astype(np.float32)
+    logits[2], labels[2] = -1.0, False  # both empty -> 1
+    expected = metrics.dice(logits[..., 0] > 0, labels[..., 0])
+    got = jax.jit(train.hard_dice)(jnp.asarray(logits), jnp.asarray(labels, jnp.float32))
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+    assert expected[1] == 0.0 and expected[2] == 1.0

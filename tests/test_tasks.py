@@ -31,9 +31,15 @@ def store(data_dir):
     return tasks.open_tasks(["stardist_nuclei", "synthetic_tasks/small_size64", "wbc", "acdc"], data_dir, size=64)
 
 
-def test_embedded_names_match_the_builders():
-    assert set(tasks.EMBEDDED_DATASETS) == set(registry.EMBEDDED)
+def test_every_embedded_dataset_has_a_builder_of_its_name():
+    assert [registry.builder_class(name).name for name in tasks.EMBEDDED_DATASETS] == list(tasks.EMBEDDED_DATASETS)
     assert set(tasks.DEFAULT_HELD_OUT) <= set(tasks.EMBEDDED_DATASETS)
+
+
+def test_dataset_names_split_command_line_lists_and_expand_embedded():
+    assert tasks.dataset_names(("a,b", " c ", "a")) == ("a", "b", "c")
+    assert tasks.dataset_names("x/size64") == ("x/size64",)
+    assert tasks.dataset_names(("embedded",)) == tasks.EMBEDDED_DATASETS
 
 
 def test_open_tasks_builds_missing_embedded_dataset(data_dir, store):

@@ -77,7 +77,7 @@ def test_unknown_preset_is_rejected():
         ({"model.dtype": "float16"}, "model.dtype='float16' is not one of"),
         ({"train.loss": "focal"}, "train.loss='focal' is not one of"),
         ({"data.size": 31}, "data.size=31 must be a multiple of 2"),
-        ({"train.eval_every": 5, "data.held_out": ""}, "needs held-out datasets"),
+        ({"train.eval_every": 5, "data.held_out": ()}, "needs held-out datasets"),
     ],
 )
 def test_bad_config_values_fail_with_the_field_name(changes, message):
@@ -107,13 +107,13 @@ def test_unwritable_workdir_fails_clearly(tmp_path):
 
 
 def test_unknown_dataset_fails_clearly(tmp_path):
-    config = tiny_config(**{"data.datasets": "synthetic_tasks,no_such_dataset", "data.data_dir": str(tmp_path)})
+    config = tiny_config(**{"data.datasets": ("synthetic_tasks,no_such_dataset",), "data.data_dir": str(tmp_path)})
     with pytest.raises(ValueError, match=r"unknown datasets \['no_such_dataset'\]"):
         train.load_stores(config)
 
 
 def test_held_out_only_leaves_nothing_to_train(tmp_path):
-    config = tiny_config(**{"data.datasets": "stardist_nuclei", "data.held_out": "stardist_nuclei"})
+    config = tiny_config(**{"data.datasets": ("stardist_nuclei",), "data.held_out": ("stardist_nuclei",)})
     with pytest.raises(ValueError, match="leaves no dataset to train on"):
         train.load_stores(config)
 
@@ -153,11 +153,12 @@ def test_bfloat16_and_remat_steps_train_float32_parameters(dtype, remat):
 @pytest.mark.parametrize("preset", ["gpu", "tiny", "probe", "cpu"])
 def test_default_model_recipe_never_trains_on_the_evaluated_held_out_datasets(preset):
     from configs import default_model
-    from universeg_jax.data.tasks import DEFAULT_HELD_OUT
+    from universeg_jax.data.contract import DEFAULT_HELD_OUT
+    from universeg_jax.data.tasks import dataset_names
 
     config = default_model.get_config(preset)
-    trained_on = {name.partition("/")[0] for name in train.dataset_names(config.data.datasets)}
-    assert set(train.dataset_names(config.data.held_out)) == set(DEFAULT_HELD_OUT)
+    trained_on = {name.partition("/")[0] for name in dataset_names(config.data.datasets)}
+    assert set(dataset_names(config.data.held_out)) == set(DEFAULT_HELD_OUT)
     assert trained_on and not trained_on & set(DEFAULT_HELD_OUT)
     train.validate_config(config)
 
@@ -227,3 +228,20 @@ def test_has_checkpoint_sees_finished_saves_only(tmp_path):
     assert not checkpoint.has_checkpoint(tmp_path)  # an interrupted save
     (tmp_path / "checkpoints" / "20").mkdir()
     assert checkpoint.has_checkpoint(tmp_path)
+
+
+def test_resuming_compares_dataset_names_not_their_spelling(tmp_path):
+    """Runs saved ``data.datasets`` as an "a,b" string before it became a tuple: the same names still resume."""
+    import json
+
+    from universeg_jax import checkpoint
+
+    config = tiny_config(**{"data.datasets": ("synthetic_tasks", "mni152_tissue")}).to_dict()
+    saved = json.loads(json.dumps(config, default=list))
+    saved["data"]["datasets"] = "synthetic_tasks,mni152_tissue"
+    saved["data"]["held_out"] = ",".join(config["data"]["held_out"])
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    checkpoint.check_resumable(tmp_path, config)
+    config["data"]["datasets"] = ("synthetic_tasks",)
+    with pytest.raises(ValueError, match=r"data.datasets: \['synthetic_tasks', 'mni152_tissue'\] -> \['synthetic_tasks'\]"):
+        checkpoint.check_resumable(tmp_path, config)

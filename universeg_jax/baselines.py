@@ -190,3 +190,21 @@ def make_baseline(name: str):
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
     return BASELINES[name]()
+
+
+def episodes_dice(batches) -> dict[str, float]:
+    """Mean Dice of each baseline on batches of uint8 episodes (``data.episodes``): the held-out episodes training
+    evaluates its model on, so the numbers compare (same queries, same support sets, threshold 0.5)."""
+    from universeg_jax import metrics
+
+    scores: dict[str, list[float]] = {}
+    for batch in batches:
+        for b in range(len(batch["episode"])):
+            images = batch["support_images"][b].astype(np.float32) / 255.0
+            labels = batch["support_labels"][b].astype(np.float32)
+            query = batch["query"][b][None].astype(np.float32) / 255.0
+            truth = batch["query_label"][b][None, ..., 0] > 0
+            for name in BASELINES:
+                probabilities = make_baseline(name)(images, labels, query)
+                scores.setdefault(name, []).append(float(metrics.dice(metrics.binarize(probabilities), truth)[0]))
+    return {name: float(np.mean(values)) for name, values in scores.items()}

@@ -20,21 +20,39 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
+from universeg_jax.data.tasks import dataset_names
 from universeg_jax.model import UniverSeg
 
 STATE = "state"
+CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.json"
 # Config fields that fix the data stream or the shapes of a run: a resumed run must keep them. (The number of
 # processes may change: global batches do not depend on it.)
 RESUME_FIELDS = ("seed", "model.encoder_blocks", "model.decoder_blocks", "data.datasets", "data.held_out",
                  "data.size", "data.support_size", "data.dataset_weights", "data.task_weights", "data.repeat_subjects",
                  "train.batch_size")
+# Fields that name datasets, compared as the names they list (runs before 2026-12 saved them as "a,b" strings).
+NAME_FIELDS = ("data.datasets", "data.held_out")
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
     """``workdir/checkpoints`` as an absolute path (orbax refuses relative ones; gs:// paths are absolute)."""
     workdir = epath.Path(workdir)
-    return (workdir if workdir.is_absolute() else epath.Path(workdir.resolve())) / "checkpoints"
+    return (workdir if workdir.is_absolute() else epath.Path(workdir.resolve())) / CHECKPOINTS
+
+
+def is_run(path: epath.PathLike) -> bool:
+    """Whether ``path`` is a training run directory (its config and a checkpoints folder)."""
+    path = epath.Path(path)
+    return (path / CHECKPOINTS).is_dir() and (path / CONFIG_FILE).is_file()
+
+
+def read_config(workdir: epath.PathLike) -> dict:
+    """The config a run was trained with, as saved by ``write_config``."""
+    path = epath.Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir")
+    return json.loads(path.read_text())
 
 
 def has_checkpoint(workdir: epath.PathLike) -> bool:
@@ -89,16 +107,15 @@ def check_resumable(workdir: epath.PathLike, config_dict: dict) -> None:
     stream or shapes (``RESUME_FIELDS``): its saved step would then point into other episodes. Other fields
     (``train.steps``, logging, evaluation, checkpointing, the learning rate, augmentation probabilities, the
     compute dtype, the number of processes) may change between restarts."""
-    path = epath.Path(workdir) / CONFIG_FILE
-    if not path.exists():
+    if not (epath.Path(workdir) / CONFIG_FILE).exists():
         return
-    saved = json.loads(path.read_text())
+    saved = read_config(workdir)
     current = json.loads(json.dumps(config_dict, sort_keys=True, default=list))  # tuples compare as lists
 
     def lookup(tree, dotted):
         for part in dotted.split("."):
             tree = tree.get(part) if isinstance(tree, dict) else None
-        return tree
+        return list(dataset_names(tree)) if dotted in NAME_FIELDS and tree is not None else tree
 
     changed = [f"{field}: {lookup(saved, field)!r} -> {lookup(current, field)!r}"
                for field in RESUME_FIELDS if lookup(saved, field) != lookup(current, field)]
@@ -121,10 +138,7 @@ def write_config(workdir: epath.PathLike, config_dict: dict) -> None:
 def load_model(workdir: epath.PathLike, step: int | None = None) -> UniverSeg:
     """The model of a training run (latest checkpoint unless ``step``), for evaluation or export."""
     workdir = epath.Path(workdir)
-    config_path = workdir / CONFIG_FILE
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} not found: {workdir} is not a training workdir")
-    model_config = json.loads(config_path.read_text())["model"]
+    model_config = read_config(workdir)["model"]
     model = UniverSeg(tuple(model_config["encoder_blocks"]), tuple(model_config["decoder_blocks"]) or None)
     with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE,),
                                options=ocp.CheckpointManagerOptions(read_only=True)) as manager:

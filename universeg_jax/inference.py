@@ -10,6 +10,7 @@
   window) normalisation to [0, 1], resize to the model size (``resize="stretch"``, or ``"pad"`` to a square
   first); probabilities are brought back to each query's native size.
 * Labels: binary masks, or integer label maps; every non-zero value is its own one-vs-rest task.
+* Weights: ``from_weights`` takes what ``universeg_jax.trained.load`` does (``"v1"``, a file, a run directory).
 * Support size: by default at most the size the weights were trained with (64 for v1); a larger support is split
   into ensemble members that together use every example once. ``ensemble`` / ``support_size`` choose explicitly.
 * Batching: every (label, ensemble member) support set and a chunk of queries run in one forward pass, as many as
@@ -23,7 +24,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import warnings
 from collections import deque
@@ -37,117 +37,15 @@ from flax import nnx
 
 from universeg_jax import preprocess as pp
 from universeg_jax.model import UniverSeg
+from universeg_jax.trained import DEFAULT_SUPPORT_SIZE
+from universeg_jax.trained import load as load_trained
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "assets" / "default.safetensors"
 MAX_LABELS = 512
-# The support size v1 was trained with (the paper's), assumed for weights that do not record theirs.
-DEFAULT_SUPPORT_SIZE = 64
 # Memory one forward pass may use, in bytes (Segmenter(memory_budget=...), --memory-budget).
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 # Peak bytes per (query, support set) pair and support example = this x 4 bytes x the features of every level
 # (measured for v1 at 128x128: about 13 MB; docs/inference.md).
 MEMORY_FACTOR = 1.2
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedWith:
-    """How weights were trained, as far as inference needs it: image ``size``, ``support_size``, ``resize`` mode."""
-
-    size: tuple[int, int] = pp.DEFAULT_SIZE
-    support_size: int = DEFAULT_SUPPORT_SIZE
-    resize: str = "stretch"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Weights.
-
-
-def load_model(weights: str | Path | None = None) -> UniverSeg:
-    """The model for ``weights`` (see :func:`resolve_weights`)."""
-    return resolve_weights(weights)[0]
-
-
-def resolve_weights(weights: str | Path | None = None) -> tuple[UniverSeg, tuple[int, int]]:
-    """The model for ``weights`` and the image size it was trained at (see :func:`resolve`)."""
-    model, trained = resolve(weights)
-    return model, trained.size
-
-
-def resolve(weights: str | Path | None = None) -> tuple[UniverSeg, TrainedWith]:
-    """The model for ``weights`` and how it was trained (:class:`TrainedWith`).
-
-    * ``"v1"``: the official weights (downloaded once; 128x128);
-    * ``*.safetensors``: written by ``universeg_jax.weights.save`` (architecture and size in the file);
-    * ``*.pt`` / ``*.pth``: an official PyTorch state_dict (assumed 128x128);
-    * a training workdir (``config.json`` + ``checkpoints/``): its latest checkpoint, at its ``data.size``;
-    * another directory: the single ``*.safetensors`` export inside it;
-    * ``None``: the model shipped at ``universeg_jax/assets/default.safetensors``.
-    """
-    from universeg_jax import weights as W
-
-    if weights is None:
-        if not DEFAULT_WEIGHTS.is_file():
-            raise FileNotFoundError(
-                f"no default weights are shipped with this installation ({DEFAULT_WEIGHTS} is missing); "
-                "choose one of:\n"
-                "  --weights v1          the official UniverSeg weights (downloaded once; weights='v1' in Python)\n"
-                "  --weights FILE        a .safetensors file (universeg-jax export) or an official .pt file\n"
-                "  --weights RUN_DIR     a training run directory (python -m universeg_jax.main --workdir=RUN_DIR)"
-            )
-        return _from_safetensors(DEFAULT_WEIGHTS)
-    if str(weights) in W.PRETRAINED:
-        return W.pretrained(str(weights)), TrainedWith()
-    path = Path(weights)
-    if path.is_dir():
-        if (path / "checkpoints").is_dir() and (path / "config.json").is_file():
-            from universeg_jax import checkpoint  # orbax only when a training run is loaded
-
-            data = json.loads((path / "config.json").read_text())["data"]
-            size = data["size"]
-            support = int(data.get("support_size") or DEFAULT_SUPPORT_SIZE)
-            return checkpoint.load_model(path), TrainedWith((size, size), support)
-        return _from_safetensors(_single_export(path))
-    if not path.exists():
-        raise FileNotFoundError(
-            f"weights {str(weights)!r} is neither a known name ({', '.join(sorted(W.PRETRAINED))}) nor an "
-            "existing file or directory"
-        )
-    if path.suffix in (".pt", ".pth"):
-        return W.load_official(path), TrainedWith()
-    if path.suffix == ".safetensors":
-        return _from_safetensors(path)
-    raise ValueError(f"weights file {path} must end in .safetensors, .pt or .pth")
-
-
-def _from_safetensors(path: Path) -> tuple[UniverSeg, TrainedWith]:
-    """A safetensors file and what its metadata records (``image_size``; ``support_size`` and ``resize`` when the
-    writer recorded them, else v1's 64 and ``stretch``)."""
-    from universeg_jax import weights as W
-
-    model = W.load(path)
-    metadata = W.read_metadata(path)
-    try:
-        support = int(json.loads(metadata.get("support_size", "0")) or DEFAULT_SUPPORT_SIZE)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: bad support_size in the metadata: {metadata.get('support_size')!r}") from err
-    resize = metadata.get("resize", "stretch")
-    if resize not in pp.RESIZE_MODES:
-        raise ValueError(f"{path}: bad resize mode in the metadata: {resize!r}")
-    return model, TrainedWith(W.trained_image_size(path) or pp.DEFAULT_SIZE, support, resize)
-
-
-def _single_export(directory: Path) -> Path:
-    """The one ``*.safetensors`` file in a directory (searched recursively, e.g. a training run's export)."""
-    found = sorted(directory.rglob("*.safetensors"))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise FileNotFoundError(
-            f"weights directory {directory} contains no .safetensors export. Export the trained model with "
-            "universeg_jax.weights.save(model, 'model.safetensors') and pass that file or its directory."
-        )
-    names = ", ".join(str(p.relative_to(directory)) for p in found)
-    raise ValueError(f"weights directory {directory} contains several .safetensors files ({names}); pass one")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -328,9 +226,9 @@ class Segmenter:
     @classmethod
     def from_weights(cls, weights: str | Path | None = None, *, size: Sequence[int] | None = None,
                      resize: str | None = None, **kwargs):
-        """A Segmenter for ``weights`` (see :func:`resolve`), at the size, support size and resize mode they were
-        trained with unless given."""
-        model, trained = resolve(weights)
+        """A Segmenter for ``weights`` (see ``universeg_jax.trained``), at the size, support size and resize mode
+        they were trained with unless given."""
+        model, trained = load_trained(weights)
         kwargs.setdefault("support_size", trained.support_size)
         return cls(model, size=size or trained.size, resize=resize or trained.resize, **kwargs)
 

@@ -1,4 +1,4 @@
-"""Segmentation metrics for the evaluation harness.
+"""Segmentation metrics for the evaluation harness and the training step.
 
 Dice of binary masks, ``2 |P & T| / (|P| + |T|)``, per example. Convention: when both the prediction and the truth
 are empty the prediction is perfect and Dice is 1.0 (the usual choice, e.g. MONAI's ``ignore_empty=False`` and
@@ -45,10 +45,15 @@ def dice(prediction, truth, *, spatial_ndim: int = 2) -> np.ndarray:
         raise ValueError(f"prediction {pred.shape} and truth {true.shape} must have the same shape")
     if pred.ndim < spatial_ndim:
         raise ValueError(f"masks need at least {spatial_ndim} spatial axes, got shape {pred.shape}")
-    axes = tuple(range(pred.ndim - spatial_ndim, pred.ndim))
-    overlap = np.logical_and(pred, true).sum(axis=axes, dtype=np.int64)
-    total = pred.sum(axis=axes, dtype=np.int64) + true.sum(axis=axes, dtype=np.int64)
-    return np.where(total == 0, 1.0, 2.0 * overlap / np.maximum(total, 1))
+    return mask_dice(pred, true, tuple(range(pred.ndim - spatial_ndim, pred.ndim)))
+
+
+def mask_dice(prediction, truth, axes: tuple[int, ...], xp=np):
+    """Dice of boolean masks summed over ``axes``, unchecked: the one formula of ``dice`` (evaluation) and of the
+    training step's metric, where ``xp`` is ``jax.numpy`` (traced, so no checks that read values)."""
+    overlap = xp.sum(prediction & truth, axis=axes)
+    total = xp.sum(prediction, axis=axes) + xp.sum(truth, axis=axes)
+    return xp.where(total == 0, 1.0, 2.0 * overlap / xp.maximum(total, 1))
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -26,8 +26,8 @@ import optax
 from etils import epath
 from flax import nnx
 
-from universeg_jax import checkpoint, parallel
-from universeg_jax.data import episodes
+from universeg_jax import baselines, checkpoint, metrics, parallel
+from universeg_jax.data import episodes, tasks
 from universeg_jax.data.augment import EpisodeAugmenter
 from universeg_jax.model import UniverSeg
 
@@ -102,50 +102,13 @@ def prepare_workdir(workdir: str) -> epath.Path:
     return path
 
 
-def dataset_names(spec: str) -> tuple[str, ...]:
-    """``"a,b"`` -> ``("a", "b")``; ``"embedded"`` stands for every dataset that needs no download."""
-    names = []
-    for name in (n.strip() for n in spec.split(",") if n.strip()):
-        if name == "embedded":
-            from universeg_jax.data.tasks import EMBEDDED_DATASETS
-
-            names.extend(EMBEDDED_DATASETS)
-        else:
-            names.append(name)
-    return tuple(dict.fromkeys(names))
-
-
 # ---------------------------------------------------------------- data
 
 
 def load_stores(config: ml_collections.ConfigDict):
-    """(training store, held-out store or None) from the TFDS tasks named in the config.
-
-    ``data.datasets`` and ``data.held_out`` are opened together; held-out datasets never reach training.
-    """
-    from universeg_jax.data import tasks
-
-    held_out = dataset_names(config.data.held_out)
-    names = tuple(dict.fromkeys(dataset_names(config.data.datasets) + held_out))
-    if not set(names) - set(held_out):
-        raise ValueError(f"config data.datasets={config.data.datasets!r} leaves no dataset to train on "
-                         f"after removing data.held_out={config.data.held_out!r}")
-    known = set(tasks.EMBEDDED_DATASETS) | set(_built_datasets(config.data.data_dir, tasks))
-    unknown = sorted(n for n in names if n.partition("/")[0] not in known)  # "name/config" names a TFDS config
-    if unknown:
-        raise ValueError(
-            f"unknown datasets {unknown} in data.datasets/data.held_out: not embedded "
-            f"({', '.join(tasks.EMBEDDED_DATASETS)}) and not built in {config.data.data_dir or tasks.default_data_dir()}"
-        )
-    store = tasks.open_tasks(names, config.data.data_dir or None, size=config.data.size, build=config.data.build)
-    train_store, held_out_store = tasks.split_by_dataset(store, held_out)
-    return train_store, (held_out_store if held_out else None)
-
-
-def _built_datasets(data_dir: str, tasks) -> list[str]:
-    """Names of the datasets that have a folder in the TFDS data dir."""
-    root = epath.Path(data_dir) if data_dir else epath.Path(tasks.default_data_dir())
-    return [p.name for p in root.iterdir() if p.is_dir()] if root.exists() else []
+    """(training store, held-out store or None) from the TFDS tasks named in ``data.datasets``/``data.held_out``."""
+    return tasks.open_training_stores(config.data.datasets, config.data.held_out, config.data.data_dir,
+                                      size=config.data.size, build=config.data.build)
 
 
 def episode_dataset(store, config, *, seed: int, training: bool):
@@ -202,10 +165,10 @@ def initial_params(config: ml_collections.ConfigDict, model: UniverSeg, *, resum
     graphdef, params = nnx.split(model)
     if not config.train.init_weights or resuming:
         return graphdef, params
-    from universeg_jax.inference import load_model
+    from universeg_jax import trained
 
     try:
-        loaded = nnx.state(load_model(config.train.init_weights))
+        loaded = nnx.state(trained.load(config.train.init_weights)[0])
     except (FileNotFoundError, ValueError) as error:
         raise type(error)(f"config train.init_weights: {error}") from error
     if jax.tree.structure(loaded) != jax.tree.structure(params) or (
@@ -260,12 +223,10 @@ LOSS_FUNCTIONS = {"soft_dice": soft_dice_loss, "cross_entropy": cross_entropy_lo
                   "soft_dice_cross_entropy": soft_dice_cross_entropy_loss}
 
 
-def hard_dice(logits: jax.Array, labels: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """Per-example Dice of the thresholded prediction (an empty prediction of an empty label scores 1)."""
-    pred = (logits > 0).astype(jnp.float32)
-    overlap = jnp.sum(pred * labels, axis=(1, 2, 3))
-    total = jnp.sum(pred, axis=(1, 2, 3)) + jnp.sum(labels, axis=(1, 2, 3))
-    return (2.0 * overlap + eps) / (total + eps)
+def hard_dice(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example Dice of the thresholded prediction, ``(B, H, W, 1)`` -> ``(B,)``: the evaluation's formula
+    (``metrics.mask_dice``; an empty prediction of an empty label scores 1)."""
+    return metrics.mask_dice(logits > 0, labels > 0.5, (1, 2, 3), xp=jnp)
 
 
 # ---------------------------------------------------------------- step functions
@@ -400,24 +361,6 @@ def sigterm_flag() -> Iterator[list[bool]]:
 def evaluate(eval_step, params, batches, mesh) -> dict[str, float]:
     results = [eval_step(params, parallel.global_batch(b, mesh)) for b in batches]
     return {k: float(np.mean([jax.device_get(r[k]) for r in results])) for k in results[0]}
-
-
-def baseline_dice(batches) -> dict[str, float]:
-    """Mean Dice of each classical baseline on the held-out episodes the model is evaluated on (same queries,
-    same support sets, threshold 0.5)."""
-    from universeg_jax import baselines, metrics
-
-    scores: dict[str, list[float]] = {}
-    for batch in batches:
-        for b in range(len(batch["episode"])):
-            images = batch["support_images"][b].astype(np.float32) / 255.0
-            labels = batch["support_labels"][b].astype(np.float32)
-            query = batch["query"][b][None].astype(np.float32) / 255.0
-            truth = batch["query_label"][b][None, ..., 0] > 0
-            for name in baselines.BASELINES:
-                probabilities = baselines.make_baseline(name)(images, labels, query)
-                scores.setdefault(name, []).append(float(metrics.dice(metrics.binarize(probabilities), truth)[0]))
-    return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
 def summary(workdir: epath.Path, step: int, held_out: str, episodes_count: int, model_dice: float,
@@ -579,7 +522,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
         manager.wait_until_finished()
         if held_out and step == config.train.steps and jax.process_index() == 0:
             count = sum(len(b["episode"]) for b in eval_batches)
-            baseline = baseline_dice(eval_batches)
+            baseline = baselines.episodes_dice(eval_batches)
             writer.write(step, baseline, "baselines")
             logging.info("%s", summary(workdir, step, config.data.held_out, count, held_out["dice"], baseline))
         return last

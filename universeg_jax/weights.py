@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -26,7 +25,7 @@ from flax import nnx
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from universeg_jax.files import atomic_path
+from universeg_jax.files import atomic_path, cache_dir, sha256
 from universeg_jax.model import V1_ENCODER_BLOCKS, UniverSeg
 
 FORMAT_NAME = "universeg-jax"
@@ -333,19 +332,6 @@ PRETRAINED = {
 }
 
 
-def cache_dir() -> Path:
-    """``$UNIVERSEG_JAX_CACHE`` or ``~/.cache/universeg_jax``."""
-    return Path(os.environ.get("UNIVERSEG_JAX_CACHE", Path.home() / ".cache" / "universeg_jax"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _download(url: str, target: Path, timeout: float) -> None:
     """Stream ``url`` to ``target`` through a temporary file so a broken transfer leaves nothing behind."""
     from tqdm.auto import tqdm
@@ -388,5 +374,5 @@ def pretrained(name: str = "v1", *, url: str | None = None, timeout: float = 60.
     except ValueError as err:
         raise ValueError(f"{raw} is not the official {name} weights file ({err}); delete it and try again") from None
     save(model, converted)
-    (cache / f"{name}.sha256").write_text(f"{_sha256(raw)}  {entry['filename']}\n")
+    (cache / f"{name}.sha256").write_text(f"{sha256(raw)}  {entry['filename']}\n")
     return load(converted, dtype=dtype)

@@ -251,7 +251,7 @@ def default_model(run: Run, config, workdir: Path, step_s: float | None, synthet
     path = weights.save(checkpoint.load_model(workdir), run.out / "default.safetensors",
                         image_size=(config.data.size, config.data.size), support_size=config.data.support_size,
                         resize="stretch")
-    shutil.copy(workdir / "config.json", run.out / "default_model_config.json")
+    shutil.copy(workdir / checkpoint.CONFIG_FILE, run.out / "default_model_config.json")
     shutil.copy(workdir / "metrics.jsonl", run.out / "default_metrics.jsonl")
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     return {"planned_steps": config.train.steps, "trained_steps": rows[-1]["step"] if rows else None,
@@ -294,9 +294,9 @@ def main() -> None:
     full = args.scale == "full"
     default_config = recipe.get_config("gpu" if full else "tiny")
     # Evaluated afterwards, on a CPU: the held-out datasets need not travel.
-    default_config.data.data_dir, default_config.data.build, default_config.data.held_out = args.data, False, ""
+    default_config.data.data_dir, default_config.data.build, default_config.data.held_out = args.data, False, ()
     default_config.train.compilation_cache_dir = "/tmp/universeg_jax_compilation_cache"
-    synthetic_spec = next(n for n in default_config.data.datasets.split(",") if n.startswith("synthetic_tasks"))
+    synthetic_spec = next(n for n in default_config.data.datasets if n.startswith("synthetic_tasks"))
     # The machine's CPUs build them while its GPU runs phases 2-5 (a few cores stay free for XLA's compiler).
     workers = str(max(1, (os.cpu_count() or 4) - 6))
     synthetic = subprocess.Popen([sys.executable, __file__, "--data", args.data,
@@ -316,7 +316,8 @@ def main() -> None:
                                            "optim.warmup_steps": 0})
     if not full:
         loop_config.model.encoder_blocks = (8, 8)
-    loop_config.data.datasets, loop_config.data.held_out = "mni152_tissue,bbbc007_nuclei,cells3d_nuclei", ""
+    loop_config.data.datasets = ("mni152_tissue", "bbbc007_nuclei", "cells3d_nuclei")
+    loop_config.data.held_out = ()
     loop_config.data.repeat_subjects, loop_config.data.data_dir, loop_config.data.build = True, args.data, False
     loop_config.train.compilation_cache_dir = "/tmp/universeg_jax_compilation_cache"
     loop_step = step_results.get(f"v1_b{loop_config.train.batch_size}_bfloat16", {}).get("step_s")

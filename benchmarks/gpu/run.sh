@@ -12,10 +12,8 @@ budget=${2:-470}
 scale=${3:-full}
 python=${PYTHON:-python3}
 site=${SITE:-/tmp/universeg_site}
-mkdir -p "$out" /tmp/universeg_pkgs
+mkdir -p "$out"
 "$python" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" .whl/*.whl
-# The builders' package is the datasets/ folder under its import name (as setup.py installs it).
-ln -sfn "$PWD/datasets" /tmp/universeg_pkgs/universeg_datasets
-export PYTHONPATH="$site:/tmp/universeg_pkgs:$PWD" PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
+export PYTHONPATH="$site:$PWD" PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}
 "$python" benchmarks/gpu/device_run.py --out "$out" --budget "$budget" --scale "$scale" 2>&1 | tee "$out/run.log"

@@ -17,13 +17,13 @@ import shutil
 import sys
 import tempfile
 
-from universeg_jax import preprocess as pp
-
 PROG = "universeg-jax app"
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """Register the ``app`` subcommand on the ``universeg-jax`` command's subparsers."""
+    from universeg_jax import cli  # the model and volume options it shares with ``segment``
+
     parser = commands.add_parser(
         "app",
         help="start a local web app: segment by example in your browser",
@@ -34,16 +34,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
             "masks and the support set. Images stay on this machine."
         ),
     )
-    parser.add_argument("--weights", default=None, metavar="v1|PATH",
-                        help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, or a "
-                             "training run folder; default: the weights shipped with the package")
-    parser.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
-                        help="model input size (default: the size the weights were trained at)")
-    parser.add_argument("--axis", type=pp.parse_axis, default="axial", metavar="{sagittal,coronal,axial,0,1,2}",
-                        help="plane of the slices volumes are shown and segmented in, after reorienting them to RAS, "
-                             "or a voxel axis of each file, as the segment command's --axis (default: %(default)s)")
-    parser.add_argument("--slices-per-volume", type=int, default=8, metavar="N",
-                        help="labelled slices taken from each support volume (default: %(default)s)")
+    cli.add_model_options(parser)
+    cli.add_volume_options(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s, this machine only; the app has no login, "
                              "so listen on other addresses only on a network you trust)")

@@ -8,15 +8,10 @@ import io as _io
 
 import numpy as np
 
-from universeg_jax import io
+from universeg_jax import overlay
 from universeg_jax import preprocess as pp
 
 THUMBNAIL = 96  # px, the longer side of a support thumbnail
-
-
-def colour(index: int) -> np.ndarray:
-    """The RGB colour of the ``index``-th label of the legend (the CLI overlays' palette, repeating)."""
-    return io.PALETTE[index % len(io.PALETTE)]
 
 
 def hex_colour(rgb) -> str:
@@ -65,6 +60,5 @@ def thumbnail(image01: np.ndarray, label: np.ndarray, colours: dict[int, np.ndar
     small = label[rows[:, None], cols[None, :]]  # nearest pixel: keeps every label value
     for value in np.unique(small):
         if value:
-            where = small == value
-            rgb[where] = 0.45 * rgb[where] + 0.55 * colours.get(int(value), io.PALETTE[0])
+            overlay.tint(rgb, small == value, colours.get(int(value), overlay.PALETTE[0]), 0.55)
     return data_url(rgb.round().astype(np.uint8))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from universeg_jax import io
+from universeg_jax import io, overlay
 from universeg_jax import preprocess as pp
 from universeg_jax.app import render
 from universeg_jax.inference import label_map_from
@@ -293,12 +293,10 @@ class Session:
         return len(examples)
 
     def _read_pair(self, image_path: Path, label_path: Path) -> tuple[list[Example], Source]:
-        image = self._read(image_path, "image")
-        label = self._read(label_path, "label").array
-        if np.shape(image.array)[:2] != np.shape(label)[:2] or (
-                image.volume and squeeze(image.array).shape != squeeze(label).shape):
-            raise AppError(f"support image {image_path.name} has shape {np.shape(image.array)} but its label "
-                           f"{label_path.name} has shape {np.shape(label)}")
+        try:
+            image, label = io.read_support_pair(image_path, label_path)
+        except (ValueError, OSError) as err:
+            raise AppError(_short(err, self.workdir)) from None
         try:
             if image.volume:
                 geometry = Geometry.of(image, self.axis)
@@ -312,8 +310,8 @@ class Session:
                             check_label(lab, label_path.name), source, k)
                     for im, lab, k in zip(slices, slice_labels, indices)
                 ], source
-            gray = self.segmenter.normalize(pp.to_grayscale(flat(image), name=image_path.name), name=image_path.name)
-            lab = check_label(pp.label_to_2d(flat(image, label), name=label_path.name), label_path.name)
+            gray = self.segmenter.normalize(pp.to_grayscale(image.array, name=image_path.name), name=image_path.name)
+            lab = check_label(pp.label_to_2d(label, name=label_path.name), label_path.name)
         except (ValueError, TypeError) as err:
             raise AppError(f"{image_path.name}: {_short(err, self.workdir)}") from None
         if not lab.any():
@@ -358,7 +356,7 @@ class Session:
         return tuple(sorted(values))
 
     def colours(self) -> dict[int, np.ndarray]:
-        return {v: render.colour(k) for k, v in enumerate(self.label_values())}
+        return overlay.colour_of(self.label_values())
 
     # -- queries -------------------------------------------------------------------------------------------------
 

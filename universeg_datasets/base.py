@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 import threadpoolctl
 
-TASK_INDEX_FILE = "task_index.json"
-SIZES = (64, 128, 256)
+from universeg_jax.data.contract import INDEX_FILE, SIZES
+
 DEFAULT_SIZE = 128
 BYTES = tfds.features.Encoding.BYTES
 
@@ -122,7 +122,7 @@ def write_task_index(directory, source) -> None:
         example_task.append(tasks.setdefault(task, len(tasks)))
         example_subject.append(_text(example["subject"]))
     index = {"tasks": list(tasks), "example_task": example_task, "example_subject": example_subject}
-    (directory / TASK_INDEX_FILE).write_text(json.dumps(index))  # inside TFDS's temporary build directory
+    (directory / INDEX_FILE).write_text(json.dumps(index))  # inside TFDS's temporary build directory
 
 
 def _text(value) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from universeg_datasets.base import TASK_INDEX_FILE
+from universeg_jax.data.contract import INDEX_FILE
 
 
 def validate_built(path) -> dict:
@@ -23,7 +23,7 @@ def validate_built(path) -> dict:
     """
     path = Path(path)
     source = tfds.builder_from_directory(str(path)).as_data_source(split="train")
-    index = json.loads((path / TASK_INDEX_FILE).read_text())
+    index = json.loads((path / INDEX_FILE).read_text())
     if len(index["example_task"]) != len(source):
         raise ValueError(f"{path}: index lists {len(index['example_task'])} examples, data has {len(source)}")
     size = None

