@@ -52,6 +52,8 @@ PROBES = {
     "support_16": {"data.support_size": 16, "train.batch_size": 2},
     "width_48": {"model.encoder_blocks": "(48, 48, 48, 48)"},
     "width_64": {"model.encoder_blocks": "(64, 64, 64, 64)"},
+    "synthetic_on_device_0.5": {"data.synthetic_share": 0.5},
+    "synthetic_on_device_0.25": {"data.synthetic_share": 0.25},
 }
 
 

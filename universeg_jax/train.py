@@ -70,6 +70,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config optim.lr must be positive, got {config.optim.lr}")
     if not 0 <= config.optim.final_lr_ratio <= 1:
         raise ValueError(f"config optim.final_lr_ratio must lie in [0, 1], got {config.optim.final_lr_ratio}")
+    if not 0 <= config.data.synthetic_share <= 1:
+        raise ValueError(f"config data.synthetic_share must lie in [0, 1], got {config.data.synthetic_share}")
     for name, value, allowed in (
         ("model.dtype", config.model.dtype, tuple(DTYPES)),
         ("train.loss", config.train.loss, tuple(LOSS_FUNCTIONS)),
@@ -240,7 +242,8 @@ def make_steps(graphdef, tx, schedule, config, mesh):
     float. The state is replicated, the batch split over the ``data`` axis; the train step donates the old state.
     """
     loss_of = LOSS_FUNCTIONS[config.train.loss]
-    augment = EpisodeAugmenter(config.augment.in_task.to_dict(), config.augment.task.to_dict(), config.seed)
+    augment = EpisodeAugmenter(config.augment.in_task.to_dict(), config.augment.task.to_dict(), config.seed,
+                               synthetic_share=config.data.synthetic_share)
     to_float = EpisodeAugmenter(None, None, config.seed)
 
     def forward(params, batch):

@@ -28,6 +28,7 @@ parameter is a ``(low, high)`` pair, or one number ``x`` meaning ``(-x, x)``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -36,6 +37,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from universeg_jax.data import synthetic
 
 Augmentation = Callable[..., tuple[jax.Array, jax.Array]]  # (key, image, label, **params) -> (image, label)
 SpatialAugmentation = Callable[..., jax.Array]  # (key, coords, **params) -> coords
@@ -388,13 +391,19 @@ class EpisodeAugmenter:
     episode indices; episode ``i`` is augmented with ``fold_in(key(seed), i)``. Order: the task's spatial
     transform then each example's in-task one, composed and resampled once; then the in-task and the task
     intensity augmentations; then the task's label augmentations. Without augmentations
-    (``EpisodeAugmenter(None, None, seed)``) this is only the conversion to float.
+    (``EpisodeAugmenter(None, None, seed)``) this is only the conversion to float. With ``synthetic_share`` > 0,
+    that share of the episodes (a coin per episode, same key) is first replaced by a task generated on the device
+    (``synthetic.replace_with_synthetic``), then augmented like the others.
     """
 
-    def __init__(self, in_task: Mapping | None, task: Mapping | None, seed: int):
+    def __init__(self, in_task: Mapping | None, task: Mapping | None, seed: int, synthetic_share: float = 0.0):
+        if not 0.0 <= synthetic_share <= 1.0:
+            raise ValueError(f"data.synthetic_share must lie in [0, 1] (the share of episodes generated on the "
+                             f"device), got {synthetic_share!r}")
         self.in_task = Augmenter(in_task, shared=False)
         self.task = Augmenter(task, shared=True)
         self.seed = int(seed)
+        self.synthetic_share = float(synthetic_share)
 
     def episode(self, key: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One episode's ``(N, H, W)`` float32 images (values 0-255) and labels (0/1), augmented with ``key``;
@@ -415,9 +424,12 @@ class EpisodeAugmenter:
         labels = jnp.concatenate([batch["support_labels"], batch["query_label"][:, None]], axis=1)
         images = images[..., 0].astype(jnp.float32)
         labels = labels[..., 0].astype(jnp.float32)
+        base = jax.random.key(self.seed)
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(batch["episode"].astype(jnp.uint32))
+        if self.synthetic_share > 0:
+            replace = functools.partial(synthetic.replace_with_synthetic, share=self.synthetic_share)
+            images, labels = jax.vmap(lambda k, i, l: replace(k, images=i, labels=l))(keys, images, labels)
         if self.in_task.spatial or self.in_task.others or self.task.spatial or self.task.others:
-            base = jax.random.key(self.seed)
-            keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(batch["episode"].astype(jnp.uint32))
             images, labels = jax.vmap(self.episode)(keys, images, labels)
         else:
             images = images / 255.0
