@@ -15,7 +15,12 @@ Cases:
   augmentation as it runs in the step (jitted, on this CPU); ``pipeline_old_*`` runs the numpy pipeline of the
   commit before it moved to the device (``--baseline-commit``, from a temporary git worktree), on the same
   datasets at that commit's builder versions, in one process;
-* ``input_wait_cpu``: a ``:cpu`` run of ``--loop-steps`` steps; its input-wait fraction from ``metrics.jsonl``.
+* ``input_wait_cpu``: a ``:cpu`` run of ``--loop-steps`` steps; its input-wait fraction from ``metrics.jsonl``;
+* ``official_v1_b4_s16`` (with ``--official-repo``): the official PyTorch model's train step at the shapes of
+  ``v1_b4_s16`` (soft Dice, Adam, no augmentation), in ``--official-python``.
+
+  python benchmarks/bench_train.py --cases=v1_b4_s16,official_v1_b4_s16 --steps=3 \
+      --official-repo=/path/to/UniverSeg --official-python=/path/to/python-with-torch
 
 Pipeline and loop cases read the embedded datasets, built on first use into $TFDS_DATA_DIR.
 """
@@ -139,6 +144,43 @@ def bench_step(config, steps):
     return result
 
 
+def bench_official_step(repo, steps, batch_size=4, support_size=16, size=128):
+    """The official PyTorch UniverSeg (a local checkout of JJGO/UniverSeg, not part of this project) trained one
+    step at a time like ``v1_b4_s16``: random float inputs, soft Dice on the sigmoid, Adam; no augmentation (the
+    ``augment_share`` case gives the augmentation's share on our side)."""
+    import torch
+
+    sys.path.insert(0, repo)
+    from universeg.model import UniverSeg as Official
+
+    torch.manual_seed(0)
+    model = Official(encoder_blocks=[64, 64, 64, 64])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    query = torch.rand(batch_size, 1, size, size)
+    support_images = torch.rand(batch_size, support_size, 1, size, size)
+    support_labels = (torch.rand(batch_size, support_size, 1, size, size) > 0.5).float()
+    query_label = (torch.rand(batch_size, 1, size, size) > 0.5).float()
+
+    def step():
+        optimizer.zero_grad()
+        probabilities = torch.sigmoid(model(query, support_images, support_labels))
+        overlap = (probabilities * query_label).sum(dim=(1, 2, 3))
+        total = probabilities.sum(dim=(1, 2, 3)) + query_label.sum(dim=(1, 2, 3))
+        loss = (1 - (2 * overlap + 1e-5) / (total + 1e-5)).mean()
+        loss.backward()
+        optimizer.step()
+
+    times = []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        step()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    step_s = statistics.median(times)
+    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "step_s": step_s,
+            "step_s_spread": max(times) - min(times), "episodes_per_s": batch_size / step_s}
+
+
 def bench_augment_share(config, steps):
     """The step with the config's augmentations against the same step with none."""
     with_augment = bench_step(config, steps)
@@ -217,8 +259,10 @@ def bench_input_wait(config, steps):
             "windows": len(windows)}
 
 
-def run_case(name, steps, loop_steps, commit):
-    if name in STEP_CASES:
+def run_case(name, steps, loop_steps, commit, official_repo=None):
+    if name == "official_v1_b4_s16":
+        result = bench_official_step(official_repo, steps)
+    elif name in STEP_CASES:
         result = bench_step(make_config(*STEP_CASES[name]), steps)
     elif name in PIPELINE_CASES:
         result = bench_pipeline(make_config(*PIPELINE_CASES[name]), steps)
@@ -239,18 +283,28 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps (or batches) per case")
     parser.add_argument("--loop-steps", type=int, default=200, help="steps of the input_wait_cpu run")
     parser.add_argument("--baseline-commit", default=BASELINE_COMMIT, help="commit of the old (numpy) pipeline")
+    parser.add_argument("--official-repo", help="a checkout of JJGO/UniverSeg: adds the case official_v1_b4_s16, the "
+                        "official PyTorch model's train step next to v1_b4_s16")
+    parser.add_argument("--official-python", default=sys.executable,
+                        help="a Python with torch, einops and pydantic<2 installed (for --official-repo)")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
     if args.case:
-        run_case(args.case, args.steps, args.loop_steps, args.baseline_commit)
+        run_case(args.case, args.steps, args.loop_steps, args.baseline_commit, args.official_repo)
         return
+    if args.official_repo:
+        known.append("official_v1_b4_s16")
+        if "--cases" not in " ".join(sys.argv):
+            args.cases += ",official_v1_b4_s16"
     print(cpu_info.describe(), flush=True)
     for name in args.cases.split(","):
         if name not in known:
             parser.error(f"unknown case {name!r}; known: {known}")
-        out = subprocess.run([sys.executable, __file__, f"--case={name}", f"--steps={args.steps}",
-                              f"--loop-steps={args.loop_steps}", f"--baseline-commit={args.baseline_commit}"],
-                             capture_output=True, text=True, cwd=REPO)
+        python = args.official_python if name.startswith("official") else sys.executable
+        official = [f"--official-repo={args.official_repo}"] if args.official_repo else []
+        out = subprocess.run([python, __file__, f"--case={name}", f"--steps={args.steps}",
+                              f"--loop-steps={args.loop_steps}", f"--baseline-commit={args.baseline_commit}",
+                              *official], capture_output=True, text=True, cwd=REPO)
         if out.returncode:
             print(f"{name}: failed\n{out.stderr[-3000:]}", flush=True)
             continue
