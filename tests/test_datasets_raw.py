@@ -9,6 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from universeg_datasets import build as build_module
 from universeg_datasets import registry, standardize
 from universeg_datasets.raw import dummy, fakes
 from universeg_datasets.validate import validate_built
@@ -202,3 +203,38 @@ def test_open_tasks_on_unbuilt_raw_dataset_says_how_to_build(tmp_path):
     assert "python -m universeg_datasets.build kits19" in message
     assert "kits19/data/case_00000/imaging.nii.gz" in message  # the builder's manual download instructions
     assert str(tmp_path / "downloads" / "manual") in message
+
+
+def to_second_annotator(manual):
+    """The fake STARE download with the second annotator's labels (labels-vk) instead of labels-ah."""
+    (manual / "STARE/labels-vk").mkdir()
+    for label in (manual / "STARE/labels-ah").iterdir():
+        label.rename(manual / "STARE/labels-vk" / label.name.replace(".ah.", ".vk."))
+    (manual / "STARE/labels-ah").rmdir()
+
+
+@pytest.mark.parametrize("annotators", [("labels-ah",), ("labels-vk",), ("labels-ah", "labels-vk")])
+def test_stare_builds_from_either_annotator_and_records_which(annotators, tmp_path):
+    dummy.write_dummy("stare", tmp_path / "manual")
+    if "labels-ah" not in annotators:
+        to_second_annotator(tmp_path / "manual")
+    elif "labels-vk" in annotators:
+        (tmp_path / "manual/STARE/labels-vk").mkdir()
+        (tmp_path / "manual/STARE/labels-vk/im0001.vk.ppm.gz").write_bytes(b"not read: labels-ah come first")
+    builder = build("stare", tmp_path)
+    assert json.loads((builder.data_path / "metadata.json").read_text())["annotator"] == annotators[0]
+    assert tfds.builder_from_directory(str(builder.data_path)).info.metadata["annotator"] == annotators[0]
+    assert len(read_all(builder.data_path)) == 2
+
+
+def test_stare_without_labels_names_both_patterns_and_is_not_listed_as_present(tmp_path, capsys):
+    dummy.write_dummy("stare", tmp_path / "manual")
+    for label in (tmp_path / "manual/STARE/labels-ah").iterdir():
+        label.unlink()
+    with pytest.raises(FileNotFoundError, match=r"labels-ah/im\*\.ah\.ppm\[\.gz\].*labels-vk/im\*\.vk\.ppm\[\.gz\]"):
+        build("stare", tmp_path)
+    assert_nothing_readable("stare", tmp_path)
+    build_module.main(["raw", "--list", "--manual_dir", str(tmp_path / "manual")])
+    out, err = capsys.readouterr()
+    assert "stare" not in out.split()
+    assert "| STARE | stare | STARE/ |" in err and "no vessel labels found" in err

@@ -87,7 +87,12 @@ class TaskBuilder(tfds.core.ShardBasedBuilder, skip_registration=True):
             features=task_features(self.builder_config.size),
             homepage=self.HOMEPAGE or None,
             disable_shuffling=True,  # examples stay in generation order: reproducible builds
+            metadata=tfds.core.MetadataDict(self._metadata()),  # metadata.json next to the data
         )
+
+    def _metadata(self) -> dict:
+        """How the examples were made, beyond the version (e.g. the resize mode); a build may add to it."""
+        return {}
 
     def _generate_examples(self, dl_manager) -> Iterator[tuple[str, dict]]:
         raise NotImplementedError

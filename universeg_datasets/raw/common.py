@@ -42,13 +42,32 @@ class Pair:
 
 class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
     """Base of the raw MegaMedical builders. Subclasses set ``RAW_FOLDER``, ``VOLUMETRIC``,
-    ``MANUAL_DOWNLOAD_INSTRUCTIONS`` and implement ``_pairs(root)``."""
+    ``MANUAL_DOWNLOAD_INSTRUCTIONS`` and implement the classmethod ``_pairs(root)``, which only lists files
+    (the presence check calls it without building)."""
 
     RAW_FOLDER = ""
     VOLUMETRIC = False
 
-    def _pairs(self, root: Path) -> list[Pair]:
+    @classmethod
+    def _pairs(cls, root: Path) -> list[Pair]:
         raise NotImplementedError
+
+    @classmethod
+    def _source_metadata(cls, root: Path) -> dict:
+        """What the build records about the files it found (e.g. STARE's annotator), in metadata.json."""
+        return {}
+
+    @classmethod
+    def missing(cls, manual_dir) -> str | None:
+        """Why a build from ``manual_dir`` would find nothing to read, or None when the files it needs are there."""
+        root = Path(manual_dir) / cls.RAW_FOLDER
+        if not root.is_dir():
+            return f"folder {root} not found"
+        try:
+            pairs = cls._pairs(root)
+        except (FileNotFoundError, ValueError) as err:
+            return str(err)
+        return None if pairs else f"no images found under {root} in the layout of {cls.name}"
 
     def _generate_examples(self, dl_manager):
         root = Path(dl_manager.manual_dir) / self.RAW_FOLDER
@@ -61,6 +80,7 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
             raise FileNotFoundError(
                 f"{self.name}: no images found under {root}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
             )
+        self.info.metadata.update(self._source_metadata(root))
         for pair in pairs:
             yield from self._pair_examples(pair)
 

@@ -190,9 +190,10 @@ class LayoutBuilder(RawTaskBuilder, skip_registration=True):
 
     LAYOUTS: tuple[Layout, ...] = ()
 
-    def _pairs(self, root: Path) -> list[Pair]:
+    @classmethod
+    def _pairs(cls, root: Path) -> list[Pair]:
         listing = list_files(root)
-        return [pair for layout in self.LAYOUTS for pair in layout.pairs(root, listing)]
+        return [pair for layout in cls.LAYOUTS for pair in layout.pairs(root, listing)]
 
 
 def define(namespace: dict, name: str, *, folder: str, url: str, layouts=(), volumetric: bool = False,

@@ -35,7 +35,8 @@ class MsdTask(RawTaskBuilder, skip_registration=True):
             f"  {cls.RAW_FOLDER}/imagesTr/<case>.nii.gz ...   {cls.RAW_FOLDER}/labelsTr/<case>.nii.gz ...",
         )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         modalities, label_values = read_dataset_json(root / "dataset.json")
         pairs = []
         for image in files(root / "imagesTr", "*.nii.gz"):
