@@ -28,7 +28,9 @@ EXPECTED = {
     "pan_dental": (("xray",), ("mandible",), (0,), {"1", "2"}),
     "stare": (("fundus",), ("vessel",), (0,), {"im0001", "im0002"}),
     "wbc": (("jtsc", "cellavision"), ("nucleus", "cytoplasm"), (0,), {"jtsc001", "jtsc002", "cellavision001", "cellavision002"}),
-    **{name: (modalities, labels, AXES_3D, {"case_001", "case_002"}) for name, (_, modalities, labels) in dummy.MSD_TASKS.items()},
+    # MSD's dataset.json names (FLAIR, Anterior) become lower-case task names
+    **{name: (tuple(m.lower() for m in modalities), tuple(l.lower() for l in labels), AXES_3D, {"case_001", "case_002"})
+       for name, (_, modalities, labels) in dummy.MSD_TASKS.items()},
     # Table-defined builders (universeg_datasets.raw.volumes / images2d), on the files of raw.fakes.FAKES.
     "amos": (("ct", "mri"), ("spleen", "liver", "prostate_uterus"), AXES_3D, {"amos_0001", "amos_0507"}),  # 0507: MRI
     "brats2021": (("flair", "t1", "t1ce", "t2"), ("necrotic_tumour_core", "edema", "enhancing_tumour"), AXES_3D,
