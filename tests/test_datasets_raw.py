@@ -55,10 +55,11 @@ EXPECTED = {
     "verse": (("ct",), ("L1", "L5", "T13"), AXES_3D, {"verse004", "verse500"}),
     "wmh": (("flair", "t1"), ("white_matter_hyperintensities",), AXES_3D, {"0", "2"}),
     "word": (("ct",), ("liver", "colon", "right_femur_head"), AXES_3D, {"word_0001", "word_0002"}),
-    "lgg_flair": (("pre_contrast", "flair", "post_contrast"), ("flair_abnormality",), AXES_3D,
+    # 2D slice stacks: views along the stacking axis only
+    "lgg_flair": (("pre_contrast", "flair", "post_contrast"), ("flair_abnormality",), (2,),
                   {"TCGA_CS_4941_19960909", "TCGA_DU_5851_19950428"}),
     "brain_met_share": (("t1_gradient_echo_post", "t1_spin_echo_pre", "t1_spin_echo_post", "flair"), ("metastases",),
-                        AXES_3D, {"Mets_000", "Mets_002"}),
+                        (2,), {"Mets_000", "Mets_002"}),
     "bbbc003": (("dic",), ("embryo",), (0,), {"7_19_M1E1", "7_19_M1E2"}),
     "bbbc038": (("microscopy",), ("nuclei",), (0,), {"00071198d059ba7f", "003cee89357d9fe1"}),
     "bus": (("ultrasound",), ("lesion",), (0,), {"000001", "000002"}),

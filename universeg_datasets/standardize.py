@@ -73,11 +73,12 @@ def slice_indices(length: int, count: int, span: float = DEFAULT_SPAN) -> list[i
     return sorted({int(round(p)) for p in positions})
 
 
-def volume_views(image: np.ndarray, label: np.ndarray, slices: int = 1, span: float = DEFAULT_SPAN) -> Iterator[View]:
-    """Views of a 3D ``image`` and its ``label`` map: ``slices`` slices along each of the three axes, each with
-    the intensity range of the whole volume."""
+def volume_views(image: np.ndarray, label: np.ndarray, slices: int = 1, span: float = DEFAULT_SPAN,
+                 axes: tuple[int, ...] = (0, 1, 2)) -> Iterator[View]:
+    """Views of a 3D ``image`` and its ``label`` map: ``slices`` slices along each of ``axes``, each with the
+    intensity range of the whole volume."""
     intensity_range = volume_range(image)
-    for axis in range(3):
+    for axis in axes:
         for index in slice_indices(image.shape[axis], slices, span):
             yield View(take_slice(image, index, axis), take_slice(label, index, axis), axis, index, intensity_range)
 

@@ -47,6 +47,7 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
 
     RAW_FOLDER = ""
     VOLUMETRIC = False
+    AXES = (0, 1, 2)  # volume axes views are cut along (a stack of 2D slices: its stacking axis only)
 
     @classmethod
     def _pairs(cls, root: Path) -> list[Pair]:
@@ -113,7 +114,7 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
         for modality, channel in zip(pair.modalities, images):
             for label_values, label in label_sets:
                 if self.VOLUMETRIC:
-                    views = standardize.volume_views(channel, label, self.builder_config.slices)
+                    views = standardize.volume_views(channel, label, self.builder_config.slices, axes=self.AXES)
                 else:
                     views = [standardize.View(channel, label)]
                 for view in views:
