@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 import threadpoolctl
 
+from universeg_jax import preprocess
 from universeg_jax.data.contract import INDEX_FILE, SIZES
 
 DEFAULT_SIZE = 128
@@ -91,8 +92,8 @@ class TaskBuilder(tfds.core.ShardBasedBuilder, skip_registration=True):
         )
 
     def _metadata(self) -> dict:
-        """How the examples were made, beyond the version (e.g. the resize mode); a build may add to it."""
-        return {}
+        """How the examples were made, beyond the version; a build may add to it (e.g. STARE's annotator)."""
+        return {"resize": preprocess.RESIZE_MODE}
 
     def _generate_examples(self, dl_manager) -> Iterator[tuple[str, dict]]:
         raise NotImplementedError

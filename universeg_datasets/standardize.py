@@ -118,8 +118,9 @@ def encode_image(image: np.ndarray, size: int, intensity_range: tuple[float, flo
 
 
 def encode_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Binary ``(H,W)`` mask -> ``(size,size,1)`` uint8 in {0, 1} (area resize, so thin structures survive)."""
-    return preprocess.resize_label(mask, (size, size), "area").astype(np.uint8)[..., None]
+    """Binary ``(H,W)`` mask -> ``(size,size,1)`` uint8 in {0, 1} (area resize, so thin structures survive), fitted
+    like the images (``preprocess.RESIZE_MODE``)."""
+    return preprocess.fit_label(mask, (size, size), preprocess.RESIZE_MODE, "area").astype(np.uint8)[..., None]
 
 
 def view_examples(

@@ -128,27 +128,29 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
                         size=self.builder_config.size,
                     )
 
-    def _read_pair(self, pair: Pair) -> tuple[np.ndarray, list[tuple[Mapping[str, int | None], np.ndarray]]]:
+    @classmethod
+    def _read_pair(cls, pair: Pair) -> tuple[np.ndarray, list[tuple[Mapping[str, int | None], np.ndarray]]]:
         """The image and its label sets ``[(label values, label map)]``: the merged ``labels`` (if any) and
         one binary map per layer, each checked to match the image's grid."""
-        image = formats.load(pair.image, self.VOLUMETRIC)
-        spatial = (3 if self.VOLUMETRIC else 2) + (1 if pair.frames else 0)
+        image = formats.load(pair.image, cls.VOLUMETRIC)
+        spatial = (3 if cls.VOLUMETRIC else 2) + (1 if pair.frames else 0)
         label = None
         for path in pair.labels:
-            one = self._read_label(pair, path, image, spatial)
+            one = cls._read_label(pair, path, image, spatial)
             label = one if label is None else np.maximum(label, one)
         label_sets = [] if label is None else [(pair.label_values, np.rint(label).astype(np.int32))]
         for name, source in pair.layers:
             if source is not None:
-                layer = self._read_label(pair, source, image, spatial)
+                layer = cls._read_label(pair, source, image, spatial)
                 label_sets.append(({name: None}, np.rint(layer).astype(np.int32)))
         return image, label_sets
 
-    def _read_label(self, pair: Pair, source, image: np.ndarray, spatial: int) -> np.ndarray:
-        one = formats.load(source, self.VOLUMETRIC, like=image)
+    @classmethod
+    def _read_label(cls, pair: Pair, source, image: np.ndarray, spatial: int) -> np.ndarray:
+        one = formats.load(source, cls.VOLUMETRIC, like=image)
         if pair.threshold is not None:
             one = (one.max(axis=-1) if one.ndim > spatial else one) >= pair.threshold
-        if not self.VOLUMETRIC and not pair.frames:
+        if not cls.VOLUMETRIC and not pair.frames:
             one = preprocess.label_to_2d(one, name=f"label file {source}")
         standardize.check_same_size(image, one, str(pair.image), str(source), ndim=spatial)
         return one
