@@ -68,7 +68,7 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
             pairs = cls._pairs(root)
         except (FileNotFoundError, ValueError) as err:
             return str(err)
-        return None if pairs else f"no images found under {root} in the layout of {cls.name}"
+        return None if pairs else f"no images found under {root}: no file there matches the layout of {cls.name}"
 
     def _generate_examples(self, dl_manager):
         root = Path(dl_manager.manual_dir) / self.RAW_FOLDER
@@ -79,7 +79,8 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
         pairs = self._pairs(root)
         if not pairs:
             raise FileNotFoundError(
-                f"{self.name}: no images found under {root}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+                f"{self.name}: no images found under {root}: no file there matches the layout below.\n"
+                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
             )
         self.info.metadata.update(self._source_metadata(root))
         for pair in pairs:
