@@ -9,6 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from universeg_datasets import build as build_module
 from universeg_datasets import registry, standardize
 from universeg_datasets.raw import dummy, fakes
 from universeg_datasets.validate import validate_built
@@ -27,7 +28,9 @@ EXPECTED = {
     "pan_dental": (("xray",), ("mandible",), (0,), {"1", "2"}),
     "stare": (("fundus",), ("vessel",), (0,), {"im0001", "im0002"}),
     "wbc": (("jtsc", "cellavision"), ("nucleus", "cytoplasm"), (0,), {"jtsc001", "jtsc002", "cellavision001", "cellavision002"}),
-    **{name: (modalities, labels, AXES_3D, {"case_001", "case_002"}) for name, (_, modalities, labels) in dummy.MSD_TASKS.items()},
+    # MSD's dataset.json names (FLAIR, Anterior) become lower-case task names
+    **{name: (tuple(m.lower() for m in modalities), tuple(l.lower() for l in labels), AXES_3D, {"case_001", "case_002"})
+       for name, (_, modalities, labels) in dummy.MSD_TASKS.items()},
     # Table-defined builders (universeg_datasets.raw.volumes / images2d), on the files of raw.fakes.FAKES.
     "amos": (("ct", "mri"), ("spleen", "liver", "prostate_uterus"), AXES_3D, {"amos_0001", "amos_0507"}),  # 0507: MRI
     "brats2021": (("flair", "t1", "t1ce", "t2"), ("necrotic_tumour_core", "edema", "enhancing_tumour"), AXES_3D,
@@ -52,10 +55,11 @@ EXPECTED = {
     "verse": (("ct",), ("L1", "L5", "T13"), AXES_3D, {"verse004", "verse500"}),
     "wmh": (("flair", "t1"), ("white_matter_hyperintensities",), AXES_3D, {"0", "2"}),
     "word": (("ct",), ("liver", "colon", "right_femur_head"), AXES_3D, {"word_0001", "word_0002"}),
-    "lgg_flair": (("pre_contrast", "flair", "post_contrast"), ("flair_abnormality",), AXES_3D,
+    # 2D slice stacks: views along the stacking axis only
+    "lgg_flair": (("pre_contrast", "flair", "post_contrast"), ("flair_abnormality",), (2,),
                   {"TCGA_CS_4941_19960909", "TCGA_DU_5851_19950428"}),
     "brain_met_share": (("t1_gradient_echo_post", "t1_spin_echo_pre", "t1_spin_echo_post", "flair"), ("metastases",),
-                        AXES_3D, {"Mets_000", "Mets_002"}),
+                        (2,), {"Mets_000", "Mets_002"}),
     "bbbc003": (("dic",), ("embryo",), (0,), {"7_19_M1E1", "7_19_M1E2"}),
     "bbbc038": (("microscopy",), ("nuclei",), (0,), {"00071198d059ba7f", "003cee89357d9fe1"}),
     "bus": (("ultrasound",), ("lesion",), (0,), {"000001", "000002"}),
@@ -202,3 +206,38 @@ def test_open_tasks_on_unbuilt_raw_dataset_says_how_to_build(tmp_path):
     assert "python -m universeg_datasets.build kits19" in message
     assert "kits19/data/case_00000/imaging.nii.gz" in message  # the builder's manual download instructions
     assert str(tmp_path / "downloads" / "manual") in message
+
+
+def to_second_annotator(manual):
+    """The fake STARE download with the second annotator's labels (labels-vk) instead of labels-ah."""
+    (manual / "STARE/labels-vk").mkdir()
+    for label in (manual / "STARE/labels-ah").iterdir():
+        label.rename(manual / "STARE/labels-vk" / label.name.replace(".ah.", ".vk."))
+    (manual / "STARE/labels-ah").rmdir()
+
+
+@pytest.mark.parametrize("annotators", [("labels-ah",), ("labels-vk",), ("labels-ah", "labels-vk")])
+def test_stare_builds_from_either_annotator_and_records_which(annotators, tmp_path):
+    dummy.write_dummy("stare", tmp_path / "manual")
+    if "labels-ah" not in annotators:
+        to_second_annotator(tmp_path / "manual")
+    elif "labels-vk" in annotators:
+        (tmp_path / "manual/STARE/labels-vk").mkdir()
+        (tmp_path / "manual/STARE/labels-vk/im0001.vk.ppm.gz").write_bytes(b"not read: labels-ah come first")
+    builder = build("stare", tmp_path)
+    assert json.loads((builder.data_path / "metadata.json").read_text())["annotator"] == annotators[0]
+    assert tfds.builder_from_directory(str(builder.data_path)).info.metadata["annotator"] == annotators[0]
+    assert len(read_all(builder.data_path)) == 2
+
+
+def test_stare_without_labels_names_both_patterns_and_is_not_listed_as_present(tmp_path, capsys):
+    dummy.write_dummy("stare", tmp_path / "manual")
+    for label in (tmp_path / "manual/STARE/labels-ah").iterdir():
+        label.unlink()
+    with pytest.raises(FileNotFoundError, match=r"labels-ah/im\*\.ah\.ppm\[\.gz\].*labels-vk/im\*\.vk\.ppm\[\.gz\]"):
+        build("stare", tmp_path)
+    assert_nothing_readable("stare", tmp_path)
+    build_module.main(["raw", "--list", "--manual_dir", str(tmp_path / "manual")])
+    out, err = capsys.readouterr()
+    assert "stare" not in out.split()
+    assert "| STARE | stare | STARE/ |" in err and "no vessel labels found" in err

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from universeg_datasets import catalog, registry
 from universeg_datasets import raw as raw_package
@@ -90,6 +91,14 @@ def test_rle_round_trip_and_polygon_fill():
     assert formats.decode_rle({"size": [2, 3], "counts": [1, 4, 1]}).tolist() == [[0, 1, 1], [1, 1, 0]]
     square = formats.fill_polygon(np.array([[1, 1], [4, 1], [4, 3], [1, 3]]), (6, 6), "square")
     assert square.sum() == 12 and square[1:4, 1:5].all()  # rows 1..3 x cols 1..4, boundary pixels included
+
+
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", None])
+def test_compressed_tiff_reads_with_the_core_dependencies(compression, tmp_path):
+    """DRIVE's images are LZW-compressed TIFFs: tifffile needs the optional 'imagecodecs' for them, Pillow does not."""
+    rgb = np.random.default_rng(2).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "x.tif", compression=compression)
+    np.testing.assert_array_equal(formats.load(tmp_path / "x.tif", volumetric=False), rgb)
 
 
 def test_missing_optional_reader_names_the_extra(tmp_path, monkeypatch):

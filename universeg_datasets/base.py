@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 import threadpoolctl
 
+from universeg_jax import preprocess
 from universeg_jax.data.contract import INDEX_FILE, SIZES
 
 DEFAULT_SIZE = 128
@@ -87,7 +88,12 @@ class TaskBuilder(tfds.core.ShardBasedBuilder, skip_registration=True):
             features=task_features(self.builder_config.size),
             homepage=self.HOMEPAGE or None,
             disable_shuffling=True,  # examples stay in generation order: reproducible builds
+            metadata=tfds.core.MetadataDict(self._metadata()),  # metadata.json next to the data
         )
+
+    def _metadata(self) -> dict:
+        """How the examples were made, beyond the version; a build may add to it (e.g. STARE's annotator)."""
+        return {"resize": preprocess.RESIZE_MODE}
 
     def _generate_examples(self, dl_manager) -> Iterator[tuple[str, dict]]:
         raise NotImplementedError

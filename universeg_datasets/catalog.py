@@ -14,7 +14,8 @@ from universeg_datasets import registry
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
 FIELDS = ("name", "domain", "modalities", "labels", "dims", "url", "access", "builders")
 # Every entry also has either "layout_source" (the official page or repository the builders' file layout
-# comes from) or "reason" (why its public distribution cannot become segmentation tasks).
+# comes from) or "reason" (why its public distribution cannot become segmentation tasks); "real_files", where
+# present, says for each builder which real release files it has been built from (the tests' samples).
 
 
 def load_catalog(path: Path = CATALOG_FILE) -> list[dict]:
@@ -60,15 +61,19 @@ def markdown_table(entries: list[dict]) -> str:
 
 
 def layouts_table() -> str:
-    """One row per raw builder: what it gives and the files it reads inside the manual dir (the layout part of
-    its MANUAL_DOWNLOAD_INSTRUCTIONS, with the download note)."""
-    lines = ["| builder | what | layout inside the manual dir |", "|---|---|---|"]
+    """One row per raw builder: what it gives, the files it reads inside the manual dir (the layout part of its
+    MANUAL_DOWNLOAD_INSTRUCTIONS, with the download note), the page the layout comes from, and the real release
+    files it has been built from (else the fakes of ``raw.dummy`` only)."""
+    real = {name: text for entry in load_catalog() for name, text in entry.get("real_files", {}).items()}
+    lines = ["| builder | what | layout inside the manual dir | layout source | built from real release files |",
+             "|---|---|---|---|---|"]
     for name in sorted(registry.RAW):
         builder = registry.builder_class(name)
         layout = builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split("so that it reads:\n", 1)[-1]
         cells = "<br>".join(f"`{line.strip()}`" if line.startswith("  ") else line for line in layout.splitlines())
         what = " ".join((builder.__doc__ or "").split())
-        lines.append(f"| `{name}` | {what} | {cells.replace('|', '&#124;')} |")
+        checked = real.get(name, "no (fakes only)")
+        lines.append(f"| `{name}` | {what} | {cells.replace('|', '&#124;')} | {builder.HOMEPAGE} | {checked} |")
     return "\n".join(lines)
 
 

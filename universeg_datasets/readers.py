@@ -34,21 +34,33 @@ def read_image(path: Path) -> np.ndarray:
         if path.suffix == ".gz":
             data = gzip.decompress(data)
         stem = path.name[:-3] if path.suffix == ".gz" else path.name
-        if stem.lower().endswith(TIFF_SUFFIXES):
-            array = tifffile.imread(io.BytesIO(data))
-        else:
-            with Image.open(io.BytesIO(data)) as image:
-                if image.mode in TO_GRAY_MODES:
-                    image = image.convert("L")
-                elif image.mode in TO_RGB_MODES:
-                    image = image.convert("RGB")
-                array = np.asarray(image)
+        array = _read_tiff(data) if stem.lower().endswith(TIFF_SUFFIXES) else _read_pillow(data)
     except Exception as err:
         raise ValueError(f"cannot read image file {path}: {err}") from err
     array = np.squeeze(array)
     if array.ndim not in (2, 3) or array.size == 0:
         raise ValueError(f"image file {path} has shape {array.shape}; expected (H, W) or (H, W, C)")
     return array
+
+
+def _read_pillow(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        if image.mode in TO_GRAY_MODES:
+            image = image.convert("L")
+        elif image.mode in TO_RGB_MODES:
+            image = image.convert("RGB")
+        return np.asarray(image)
+
+
+def _read_tiff(data: bytes) -> np.ndarray:
+    """tifffile reads every TIFF layout, but decodes compressed ones (LZW, Deflate, JPEG) only with the optional
+    'imagecodecs' package; Pillow (a core dependency) decodes those instead (DRIVE's images are LZW-compressed)."""
+    try:
+        return tifffile.imread(io.BytesIO(data))
+    except ValueError as err:
+        if "imagecodecs" not in str(err):
+            raise
+    return _read_pillow(data)
 
 
 def read_volume(path: Path) -> np.ndarray:

@@ -73,11 +73,12 @@ def slice_indices(length: int, count: int, span: float = DEFAULT_SPAN) -> list[i
     return sorted({int(round(p)) for p in positions})
 
 
-def volume_views(image: np.ndarray, label: np.ndarray, slices: int = 1, span: float = DEFAULT_SPAN) -> Iterator[View]:
-    """Views of a 3D ``image`` and its ``label`` map: ``slices`` slices along each of the three axes, each with
-    the intensity range of the whole volume."""
+def volume_views(image: np.ndarray, label: np.ndarray, slices: int = 1, span: float = DEFAULT_SPAN,
+                 axes: tuple[int, ...] = (0, 1, 2)) -> Iterator[View]:
+    """Views of a 3D ``image`` and its ``label`` map: ``slices`` slices along each of ``axes``, each with the
+    intensity range of the whole volume."""
     intensity_range = volume_range(image)
-    for axis in range(3):
+    for axis in axes:
         for index in slice_indices(image.shape[axis], slices, span):
             yield View(take_slice(image, index, axis), take_slice(label, index, axis), axis, index, intensity_range)
 
@@ -117,8 +118,9 @@ def encode_image(image: np.ndarray, size: int, intensity_range: tuple[float, flo
 
 
 def encode_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Binary ``(H,W)`` mask -> ``(size,size,1)`` uint8 in {0, 1} (area resize, so thin structures survive)."""
-    return preprocess.resize_label(mask, (size, size), "area").astype(np.uint8)[..., None]
+    """Binary ``(H,W)`` mask -> ``(size,size,1)`` uint8 in {0, 1} (area resize, so thin structures survive), fitted
+    like the images (``preprocess.RESIZE_MODE``)."""
+    return preprocess.fit_label(mask, (size, size), preprocess.RESIZE_MODE, "area").astype(np.uint8)[..., None]
 
 
 def view_examples(

@@ -178,7 +178,8 @@ class Segmenter:
     pass (and read at a time by :meth:`iter_segment`); ``memory_budget``: bytes one forward pass may use, which
     bounds how many (query, support set) pairs run together; ``percentiles`` / ``window``: intensity normalisation
     (``window`` for CT, in HU); ``support_size``: the support size the weights were trained with (the default
-    support size); ``resize``: ``"stretch"`` or ``"pad"`` (to a square with the edge values, cropped back after).
+    support size); ``resize``: ``"stretch"`` or ``"pad"`` (to a square with the edge values, cropped back after);
+    the default is the builders' ``preprocess.RESIZE_MODE``, so inputs are fitted as the training examples were.
     """
 
     def __init__(
@@ -191,7 +192,7 @@ class Segmenter:
         window: Sequence[float] | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         support_size: int = DEFAULT_SUPPORT_SIZE,
-        resize: str = "stretch",
+        resize: str = pp.RESIZE_MODE,
     ):
         if not isinstance(model, UniverSeg):
             raise TypeError(f"model must be a UniverSeg, got {type(model).__name__}")

@@ -42,6 +42,10 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 IMAGE_METHODS = ("area", "bilinear")
 LABEL_METHODS = ("nearest", "area")
 RESIZE_MODES = ("stretch", "pad")
+# How an image whose aspect ratio is not the model's square is fitted to it: by the dataset builders (recorded in
+# each build's metadata.json) and, by default, at inference. Measured on real non-square images in docs/datasets.md
+# ("Aspect ratio", benchmarks/compare_aspect_ratio.py).
+RESIZE_MODE = "stretch"
 # Canonical (RAS) voxel axes by anatomical plane name: a slice "along" an axis is perpendicular to it.
 ANATOMICAL_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 # Intensity normalisation of volume slices, for training examples and inference alike: "slice" (percentiles
@@ -227,12 +231,13 @@ def standardize_image(
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
     window: Sequence[float] | None = None,
     method: str = "area",
+    resize: str = RESIZE_MODE,
     name: str = "image",
 ) -> np.ndarray:
-    """Grayscale, normalise to [0, 1] and resize one 2D image: ``(H, W)`` float32 at ``size``."""
+    """Grayscale, normalise to [0, 1] and fit one 2D image to ``size`` (:func:`fit_image`): ``(H, W)`` float32."""
     gray = to_grayscale(image, name=name)
     normed = normalize_intensity(gray, percentiles=percentiles, window=window, name=name)
-    return resize_image(normed, size, method, name=name)
+    return fit_image(normed, size, resize, method, name=name)
 
 
 def standardize_example(
@@ -519,7 +524,7 @@ def standardize_slices(
     window: Sequence[float] | None = None,
     scope: str = NORMALIZATION_SCOPE,
     volume_range: tuple[float, float] | None = None,
-    resize: str = "stretch",
+    resize: str = RESIZE_MODE,
     name: str = "volume",
 ) -> np.ndarray:
     """The model input for 2D slices ``(n, H, W)`` of a volume: normalised (:func:`normalize_slices`) and

@@ -26,7 +26,8 @@ class Acdc(RawTaskBuilder):
         "  (optional) ACDC/testing/patient101/...",
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for split in ("training", "testing"):
             for image in files(root / split, "patient*/patient*_frame[0-9][0-9].nii.gz"):

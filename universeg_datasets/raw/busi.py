@@ -19,7 +19,8 @@ class Busi(RawTaskBuilder):
         "  Dataset_BUSI_with_GT/malignant/...   Dataset_BUSI_with_GT/normal/...",
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for category in CLASSES:
             for image in files(root / category, "*.png"):

@@ -42,13 +42,33 @@ class Pair:
 
 class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
     """Base of the raw MegaMedical builders. Subclasses set ``RAW_FOLDER``, ``VOLUMETRIC``,
-    ``MANUAL_DOWNLOAD_INSTRUCTIONS`` and implement ``_pairs(root)``."""
+    ``MANUAL_DOWNLOAD_INSTRUCTIONS`` and implement the classmethod ``_pairs(root)``, which only lists files
+    (the presence check calls it without building)."""
 
     RAW_FOLDER = ""
     VOLUMETRIC = False
+    AXES = (0, 1, 2)  # volume axes views are cut along (a stack of 2D slices: its stacking axis only)
 
-    def _pairs(self, root: Path) -> list[Pair]:
+    @classmethod
+    def _pairs(cls, root: Path) -> list[Pair]:
         raise NotImplementedError
+
+    @classmethod
+    def _source_metadata(cls, root: Path) -> dict:
+        """What the build records about the files it found (e.g. STARE's annotator), in metadata.json."""
+        return {}
+
+    @classmethod
+    def missing(cls, manual_dir) -> str | None:
+        """Why a build from ``manual_dir`` would find nothing to read, or None when the files it needs are there."""
+        root = Path(manual_dir) / cls.RAW_FOLDER
+        if not root.is_dir():
+            return f"folder {root} not found"
+        try:
+            pairs = cls._pairs(root)
+        except (FileNotFoundError, ValueError) as err:
+            return str(err)
+        return None if pairs else f"no images found under {root}: no file there matches the layout of {cls.name}"
 
     def _generate_examples(self, dl_manager):
         root = Path(dl_manager.manual_dir) / self.RAW_FOLDER
@@ -59,8 +79,10 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
         pairs = self._pairs(root)
         if not pairs:
             raise FileNotFoundError(
-                f"{self.name}: no images found under {root}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+                f"{self.name}: no images found under {root}: no file there matches the layout below.\n"
+                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
             )
+        self.info.metadata.update(self._source_metadata(root))
         for pair in pairs:
             yield from self._pair_examples(pair)
 
@@ -93,7 +115,7 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
         for modality, channel in zip(pair.modalities, images):
             for label_values, label in label_sets:
                 if self.VOLUMETRIC:
-                    views = standardize.volume_views(channel, label, self.builder_config.slices)
+                    views = standardize.volume_views(channel, label, self.builder_config.slices, axes=self.AXES)
                 else:
                     views = [standardize.View(channel, label)]
                 for view in views:
@@ -107,27 +129,29 @@ class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
                         size=self.builder_config.size,
                     )
 
-    def _read_pair(self, pair: Pair) -> tuple[np.ndarray, list[tuple[Mapping[str, int | None], np.ndarray]]]:
+    @classmethod
+    def _read_pair(cls, pair: Pair) -> tuple[np.ndarray, list[tuple[Mapping[str, int | None], np.ndarray]]]:
         """The image and its label sets ``[(label values, label map)]``: the merged ``labels`` (if any) and
         one binary map per layer, each checked to match the image's grid."""
-        image = formats.load(pair.image, self.VOLUMETRIC)
-        spatial = (3 if self.VOLUMETRIC else 2) + (1 if pair.frames else 0)
+        image = formats.load(pair.image, cls.VOLUMETRIC)
+        spatial = (3 if cls.VOLUMETRIC else 2) + (1 if pair.frames else 0)
         label = None
         for path in pair.labels:
-            one = self._read_label(pair, path, image, spatial)
+            one = cls._read_label(pair, path, image, spatial)
             label = one if label is None else np.maximum(label, one)
         label_sets = [] if label is None else [(pair.label_values, np.rint(label).astype(np.int32))]
         for name, source in pair.layers:
             if source is not None:
-                layer = self._read_label(pair, source, image, spatial)
+                layer = cls._read_label(pair, source, image, spatial)
                 label_sets.append(({name: None}, np.rint(layer).astype(np.int32)))
         return image, label_sets
 
-    def _read_label(self, pair: Pair, source, image: np.ndarray, spatial: int) -> np.ndarray:
-        one = formats.load(source, self.VOLUMETRIC, like=image)
+    @classmethod
+    def _read_label(cls, pair: Pair, source, image: np.ndarray, spatial: int) -> np.ndarray:
+        one = formats.load(source, cls.VOLUMETRIC, like=image)
         if pair.threshold is not None:
             one = (one.max(axis=-1) if one.ndim > spatial else one) >= pair.threshold
-        if not self.VOLUMETRIC and not pair.frames:
+        if not cls.VOLUMETRIC and not pair.frames:
             one = preprocess.label_to_2d(one, name=f"label file {source}")
         standardize.check_same_size(image, one, str(pair.image), str(source), ndim=spatial)
         return one

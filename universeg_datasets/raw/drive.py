@@ -16,7 +16,8 @@ class Drive(RawTaskBuilder):
         "  DRIVE/test/images/01_test.tif ...          DRIVE/test/1st_manual/01_manual1.gif ... (optional)",
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for split in ("training", "test"):
             if split == "test" and not (root / split / "1st_manual").is_dir():

@@ -37,6 +37,7 @@ MET_TYPES = {
     "MET_FLOAT": "f4", "MET_DOUBLE": "f8",
 }  # fmt: skip
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+STACK_AXIS = 2  # ``Slices`` stacks 2D files along this axis: (H, W, N)
 
 
 def optional_import(module: str, what: str):
@@ -249,7 +250,7 @@ class Slices:
         shapes = {p.shape for p in planes}
         if len(shapes) != 1:
             raise ValueError(f"slices {self.files[0].parent}/... have different sizes {sorted(shapes)}")
-        return np.stack(planes, axis=2).astype(np.float32)
+        return np.stack(planes, axis=STACK_AXIS).astype(np.float32)
 
     def __str__(self):
         return f"{self.files[0]} ... ({len(self.files)} slices)"

@@ -19,7 +19,8 @@ class Isic2018(RawTaskBuilder):
         "  (optional) ISIC2018/ISIC2018_Task1-2_Validation_Input/ and ISIC2018_Task1_Validation_GroundTruth/",
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for split, required in SPLITS:
             inputs = root / f"ISIC2018_Task1-2_{split}_Input"

@@ -26,7 +26,8 @@ CHEXPLANATION_SPLITS = {"val": "valid", "test": "test"}  # JSON name part -> Che
 class EmStack(RawTaskBuilder, skip_registration=True):
     """Each page of the training stack is one image; membranes are the black (0) pixels of the labels."""
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         volume = readers.require_file(root / "train-volume.tif", "ISBI 2012 image stack")
         labels = readers.require_file(root / "train-labels.tif", "ISBI 2012 label stack")
         count = formats.tiff_pages(volume)
@@ -39,7 +40,8 @@ class EmStack(RawTaskBuilder, skip_registration=True):
 class PanNukeFolds(RawTaskBuilder, skip_registration=True):
     """Every 256x256 patch of each fold; one mask channel per nucleus type (instance ids, non-zero = nucleus)."""
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for images in files(root, "Fold */images/fold*/images.npy"):
             fold = images.parent.name
@@ -56,7 +58,8 @@ class PanNukeFolds(RawTaskBuilder, skip_registration=True):
 class TuccFrames(RawTaskBuilder, skip_registration=True):
     """Every frame of dataset.hdf5 (datasets image, mask, annot_id); subject = annot_id (one per nodule clip)."""
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         path = readers.require_file(root / "dataset.hdf5", "TUCC dataset.hdf5")
         ids = [v.decode() if isinstance(v, bytes) else str(v) for v in formats.hdf5_dataset(path, "annot_id")[:]]
         frames = len(formats.hdf5_dataset(path, "image"))
@@ -69,7 +72,8 @@ class TuccFrames(RawTaskBuilder, skip_registration=True):
 class CheXlocalizeMasks(RawTaskBuilder, skip_registration=True):
     """CheXlocalize ground truth: per image, one COCO RLE mask per pathology in gt_segmentations_<split>.json."""
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for path in files(root, "gt_segmentation*_*.json"):
             split = path.stem.rsplit("_", 1)[-1]
@@ -97,7 +101,8 @@ class EchoNetTracings(RawTaskBuilder, skip_registration=True):
     """The two traced frames (end-diastole, end-systole) of each video; the LV is the polygon of the tracing's
     segment ends (its first line, the long axis, left out), as in the EchoNet-Dynamic code."""
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         tracings = readers.require_file(root / "VolumeTracings.csv", "EchoNet VolumeTracings.csv")
         rows = defaultdict(list)
         try:
@@ -123,7 +128,8 @@ class HmcQuVideos(RawTaskBuilder, skip_registration=True):
     """Apical 4-chamber videos with left-ventricle wall masks for the frames of one cardiac cycle: the masks
     (224x224) were drawn on the centred square of each frame, which is cut and resized to them."""
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for masks in files(root / "LV Ground-truth Segmentation Masks", "Mask_*.mat"):
             name = masks.stem[len("Mask_"):]

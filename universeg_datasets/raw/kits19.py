@@ -26,7 +26,8 @@ class Kits19(RawTaskBuilder):
         "  kits19/data/case_00000/imaging.nii.gz, segmentation.nii.gz ...  (git clone + get_imaging.py)",
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for image in files(root / "data", "case_*/imaging.nii.gz"):
             case = image.parent.name

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tensorflow_datasets as tfds
+
 from universeg_datasets import standardize
 from universeg_datasets.raw import formats
 from universeg_datasets.raw.common import Pair, RawTaskBuilder, manual_instructions
@@ -190,14 +192,21 @@ class LayoutBuilder(RawTaskBuilder, skip_registration=True):
 
     LAYOUTS: tuple[Layout, ...] = ()
 
-    def _pairs(self, root: Path) -> list[Pair]:
+    @classmethod
+    def _pairs(cls, root: Path) -> list[Pair]:
         listing = list_files(root)
-        return [pair for layout in self.LAYOUTS for pair in layout.pairs(root, listing)]
+        return [pair for layout in cls.LAYOUTS for pair in layout.pairs(root, listing)]
 
 
 def define(namespace: dict, name: str, *, folder: str, url: str, layouts=(), volumetric: bool = False,
-           note: str = "", doc: str = "", layout_text: str = "", base: type = LayoutBuilder) -> type:
-    """Create and register the builder ``name`` in module ``namespace`` (its ``globals()``)."""
+           note: str = "", doc: str = "", layout_text: str = "", base: type = LayoutBuilder,
+           release_notes: dict[str, str] | None = None) -> type:
+    """Create and register the builder ``name`` in module ``namespace`` (its ``globals()``).
+
+    A dataset released as stacks of 2D slices (a layout with ``stack``) is cut along the stacking axis only: its
+    other axes are not images of the release (LGG's 20-odd slices would give 256x20 views). ``release_notes``:
+    ``{version: note}``, the last one the builder's version (default 1.0.0).
+    """
     text = layout_text or "\n".join(layout.describe(folder) for layout in layouts)
     attributes = {
         "name": name,
@@ -209,6 +218,11 @@ def define(namespace: dict, name: str, *, folder: str, url: str, layouts=(), vol
         "LAYOUTS": tuple(layouts),
         "MANUAL_DOWNLOAD_INSTRUCTIONS": manual_instructions(url, text, note),
     }
+    if any(layout.stack for layout in layouts):
+        attributes["AXES"] = (formats.STACK_AXIS,)
+    if release_notes:
+        attributes["RELEASE_NOTES"] = release_notes
+        attributes["VERSION"] = tfds.core.Version(list(release_notes)[-1])
     cls = type("".join(part.capitalize() for part in name.split("_")), (base,), attributes)
     namespace[cls.__name__] = cls
     return cls

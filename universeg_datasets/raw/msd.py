@@ -18,10 +18,12 @@ HOMEPAGE = "http://medicaldecathlon.com/"
 
 class MsdTask(RawTaskBuilder, skip_registration=True):
     """Base of the MSD builders: subclasses set ``RAW_FOLDER`` (e.g. ``Task04_Hippocampus``)."""
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",
         "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
+        "1.2.0": "Modality and label names lower-case like every other builder's (msd_hippocampus/mri/anterior/0; was: "
+                 "the capitalisation of dataset.json, msd_hippocampus/MRI/Anterior/0).",
     }
 
     VOLUMETRIC = True
@@ -35,7 +37,8 @@ class MsdTask(RawTaskBuilder, skip_registration=True):
             f"  {cls.RAW_FOLDER}/imagesTr/<case>.nii.gz ...   {cls.RAW_FOLDER}/labelsTr/<case>.nii.gz ...",
         )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         modalities, label_values = read_dataset_json(root / "dataset.json")
         pairs = []
         for image in files(root / "imagesTr", "*.nii.gz"):
@@ -45,12 +48,13 @@ class MsdTask(RawTaskBuilder, skip_registration=True):
 
 
 def read_dataset_json(path) -> tuple[tuple[str, ...], dict[str, int]]:
-    """(modality name per channel, {label name: value}) from an MSD ``dataset.json``."""
+    """(modality name per channel, {label name: value}) from an MSD ``dataset.json``, lower-case (task ids of every
+    builder are lower-case; the releases write ``"MRI"``, ``"FLAIR"``, ``"Anterior"``, ``"cancer"``)."""
     require_file(path, "MSD dataset.json")
     try:
         info = json.loads(path.read_text())
-        modalities = tuple(info["modality"][key] for key in sorted(info["modality"], key=int))
-        labels = {name: int(value) for value, name in info["labels"].items() if int(value) != 0}
+        modalities = tuple(info["modality"][key].lower() for key in sorted(info["modality"], key=int))
+        labels = {name.lower(): int(value) for value, name in info["labels"].items() if int(value) != 0}
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path} is not an MSD dataset.json with 'modality' and 'labels': {err}") from err
     return modalities, labels

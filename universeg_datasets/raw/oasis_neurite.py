@@ -26,7 +26,8 @@ class OasisNeurite(RawTaskBuilder):
         "Data use agreement: OASIS (https://www.oasis-brains.org/).",
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for image in files(root, "OASIS_OAS1_*_MR1/aligned_norm.nii.gz"):
             label = label_path(image, image.with_name("aligned_seg4.nii.gz"))

@@ -14,7 +14,8 @@ class PanDental(RawTaskBuilder):
         HOMEPAGE, "  PanDental/Images/1.png ...   PanDental/Segmentation1/1.png ..."
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for image in files(root / "Images", "*.png"):
             label = label_path(image, root / "Segmentation1" / image.name)

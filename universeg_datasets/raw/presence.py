@@ -19,8 +19,10 @@ def default_manual_dir(data_dir=None) -> Path:
 
 
 def survey(manual_dir) -> tuple[list[str], list[tuple[str, str, str, str]]]:
-    """(raw builders whose folder is in ``manual_dir``, rows (dataset, builder, folder, source) of the absent ones
-    and of the catalog datasets that have no builder (folder "-", the reason instead of a source))."""
+    """(raw builders whose files are in ``manual_dir``, rows (dataset, builder, folder, source) of the absent ones
+    and of the catalog datasets that have no builder (folder "-", the reason instead of a source)).
+
+    Present means a build would find images (``RawTaskBuilder.missing``), not only that the folder exists."""
     manual_dir = Path(manual_dir).expanduser()
     present, absent = [], []
     for entry in sorted(catalog.load_catalog(), key=lambda e: e["name"].lower()):
@@ -28,8 +30,11 @@ def survey(manual_dir) -> tuple[list[str], list[tuple[str, str, str, str]]]:
             absent.append((entry["name"], "-", "-", f"no builder: {entry['reason']}"))
         for name in entry["builders"]:
             builder = registry.builder_class(name)
-            if (manual_dir / builder.RAW_FOLDER).is_dir():
+            why = builder.missing(manual_dir)
+            if why is None:
                 present.append(name)
+            elif (manual_dir / builder.RAW_FOLDER).is_dir():  # the folder is there, not the files a build needs
+                absent.append((entry["name"], name, f"{builder.RAW_FOLDER}/", f"{builder.HOMEPAGE} ({why})"))
             else:
                 absent.append((entry["name"], name, f"{builder.RAW_FOLDER}/", builder.HOMEPAGE))
     return present, absent

@@ -1,7 +1,8 @@
 """3D MegaMedical datasets stored as image/label volume files (NIfTI, MetaImage, NRRD, slice stacks).
 
 Each entry is a table row read by ``layout.define``: folder in the manual dir, the official source the layout
-comes from, file templates and label values. One task per (modality, label, axis); subjects as noted.
+comes from, file templates and label values. One task per (modality, label, axis); subjects as noted. Slice
+stacks (LGG, BrainMetShare) give views along their stacking axis only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ WORD_16 = ("liver", "spleen", "left_kidney", "right_kidney", "stomach", "gallbla
 VERTEBRAE = {**{f"C{i}": i for i in range(1, 8)}, **{f"T{i}": 7 + i for i in range(1, 13)},
              **{f"L{i}": 19 + i for i in range(1, 7)}, "T13": 28}  # fmt: skip
 ISLES_MAPS = ("ADC", "MTT", "TTP", "Tmax", "rCBF", "rCBV")
+SLICE_STACK_NOTES = {"1.0.0": "First release.",
+                     "1.1.0": "Views are the release's 2D slices only (was: also cut across the slice stack)."}
 
 
 def numbered(names) -> dict[str, int]:
@@ -160,19 +163,22 @@ TABLE = {
     "lgg_flair": dict(
         folder="kaggle_3m", url="https://www.kaggle.com/datasets/mateuszbuda/lgg-mri-segmentation",
         doc="LGG segmentation (Buda et al. 2019): slices of pre-contrast, FLAIR, post-contrast MRI as RGB TIFFs, "
-            "stacked per patient; FLAIR abnormality.",
+            "stacked per patient and cut along the stack only; FLAIR abnormality.",
         layouts=[Layout("{case}/{case}_{k}.tif", labels=("{case}/{case}_{k}_mask.tif",), fields={"k": r"\d+"},
                         stack="k", channels=("pre_contrast", "flair", "post_contrast"),
                         label_values={"flair_abnormality": None})],
-        note="Licence CC BY-NC-SA 4.0 (Kaggle)."),
+        note="Licence CC BY-NC-SA 4.0 (Kaggle).",
+        release_notes=SLICE_STACK_NOTES),
     "brain_met_share": dict(
         folder="mets_stanford_releaseMask_train", url="https://aimi.stanford.edu/brainmetshare",
-        doc="BrainMetShare: brain metastases; PNG slices of four MRI sequences stacked per patient.",
+        doc="BrainMetShare: brain metastases; PNG slices of four MRI sequences stacked per patient and cut along "
+            "the stack only.",
         layouts=[Layout({"t1_gradient_echo_post": "{case}/0/{k}.png", "t1_spin_echo_pre": "{case}/1/{k}.png",
                          "t1_spin_echo_post": "{case}/2/{k}.png", "flair": "{case}/3/{k}.png"},
                         labels=("{case}/seg/{k}.png",), fields={"k": r"\d+"}, stack="k",
                         label_values={"metastases": None})],
-        note="Stanford AIMI research use agreement."),
+        note="Stanford AIMI research use agreement.",
+        release_notes=SLICE_STACK_NOTES),
 }
 
 for _name, _entry in TABLE.items():

@@ -18,7 +18,8 @@ class Wbc(RawTaskBuilder):
         "  segmentation_WBC/Dataset 2/001.bmp, 001.png, ...",
     )
 
-    def _pairs(self, root):
+    @classmethod
+    def _pairs(cls, root):
         pairs = []
         for folder, modality in SUBSETS.items():
             for image in files(root / folder, "*.bmp"):
