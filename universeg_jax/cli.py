@@ -3,15 +3,21 @@
     universeg-jax segment --support-images sup/img --support-labels sup/lab --query new/ --out results/ --weights v1
 
 All outputs of a run are written into a hidden staging folder inside ``--out`` and moved into place only when
-every query succeeded, so an error leaves no partial results behind. Every input file is read once.
+every query succeeded, so an error, Ctrl+C or SIGTERM leaves ``--out`` as it was (a staging folder left by a killed
+run is removed by the next run into that folder). Every input file is read once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
 import warnings
 from collections import deque
 from pathlib import Path
@@ -134,14 +140,28 @@ def add_volume_options(group) -> None:
                             "(default: %(default)s)")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl+C's KeyboardInterrupt so that the same clean-up runs."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     formatwarning = warnings.formatwarning  # warnings print as one line each, like errors, while the command runs
     warnings.formatwarning = lambda message, *_args, **_kw: f"{PROG}: warning: {message}\n"
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return _run(args)
     finally:
         warnings.formatwarning = formatwarning
+        if main_thread:
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 def _run(args) -> int:
@@ -157,6 +177,12 @@ def _run(args) -> int:
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl+C, or SIGTERM through _terminate
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        outcome = getattr(interrupt, "outcome", None)
+        print(f"{PROG}: interrupted by {signal.Signals(signum).name}" + (f"; {outcome}" if outcome else ""),
+              file=sys.stderr)
+        return 128 + signum
     return 0
 
 
@@ -241,7 +267,9 @@ def segment(args) -> None:
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".universeg-jax-", dir=out))
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_owner()}-", dir=out))
+    moved = False
     try:
         images = []
         with warnings.catch_warnings():
@@ -254,15 +282,62 @@ def segment(args) -> None:
                 else:
                     images.append((path, plan, loaded))
             write_images(segmenter, support, images, staging, out, options, args)
-        for plan in plans:  # every query succeeded: move the outputs into place
-            for staged, target in zip(_staged(plan, staging, out).values(), plan.values()):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                staged.replace(target)
+        with _signals_deferred():  # every query succeeded: move the outputs into place, all of them
+            for plan in plans:
+                for staged, target in zip(_staged(plan, staging, out).values(), plan.values()):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    staged.replace(target)
+            moved = True
+    except KeyboardInterrupt as interrupt:
+        interrupt.outcome = f"every output is in {out}" if moved else f"{out} is as it was"
+        raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(out.iterdir()):
-            out.rmdir()
+        with _signals_deferred():
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
     print(f"{PROG}: segmented {len(items)} quer{'y' if len(items) == 1 else 'ies'} into {out}", file=sys.stderr)
+
+
+STAGING_PREFIX = ".universeg-jax-"
+
+
+def _owner() -> str:
+    """This process as ``host-pid``, the part of a staging folder's name that tells whether its run is alive."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())
+    return f"{host}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove staging folders that runs on this machine left in ``out`` when they were killed (SIGKILL, power
+    loss). A folder of a live run, or of a run on another machine, is left alone."""
+    host = _owner().rsplit("-", 1)[0]
+    for folder in out.glob(f"{STAGING_PREFIX}{host}-*"):
+        pid = folder.name[len(f"{STAGING_PREFIX}{host}-"):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back while outputs are moved into place, so that a run is never half moved; a
+    signal that came meanwhile is delivered after."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _staged(plan: dict[str, Path], staging: Path, out: Path) -> dict[str, Path]:

@@ -1,0 +1,99 @@
+"""What a first-time user meets: interrupted runs leave nothing behind, user errors are one line (bugs keep their
+traceback), option values are checked before the model loads, no warnings a user cannot act on."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from flax import nnx
+from PIL import Image
+
+from universeg_jax import cli, weights
+from universeg_jax.model import UniverSeg
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    return weights.save(UniverSeg((8, 8), rngs=nnx.Rngs(0)), tmp_path_factory.mktemp("w") / "small.safetensors")
+
+
+@pytest.fixture(scope="module")
+def many_queries(tmp_path_factory):
+    """Two labelled support images and 400 small queries: a run long enough to be interrupted mid-way."""
+    root = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(0)
+    for d in ("img", "lab", "query"):
+        (root / d).mkdir()
+    for k in range(2):
+        image = rng.integers(0, 255, (48, 48), dtype=np.uint8)
+        tifffile.imwrite(root / "img" / f"s{k}.tif", image)
+        Image.fromarray(((image > 128) * 255).astype(np.uint8)).save(root / "lab" / f"s{k}.png")
+    for k in range(400):
+        tifffile.imwrite(root / "query" / f"q{k:03d}.tif", rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    return root
+
+
+def segment_command(root, out, weights_file):
+    return [sys.executable, "-m", "universeg_jax.cli", "segment", "--support-images", str(root / "img"),
+            "--support-labels", str(root / "lab"), "--query", str(root / "query"), "--out", str(out),
+            "--weights", str(weights_file), "--size", "32", "32", "--batch-size", "1", "--quiet"]
+
+
+def start_and_wait_for_staging(command, out, timeout=120):
+    """Start the command; return it once its staging folder in ``out`` holds written outputs."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        staged = [p for p in out.glob(".universeg-jax-*/**/*") if p.is_file()] if out.exists() else []
+        if len(staged) >= 3:
+            return process
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before it was interrupted: {process.communicate()}")
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError("no staged outputs appeared")
+
+
+@pytest.mark.parametrize("signum, code, existing", [(signal.SIGTERM, 143, True), (signal.SIGINT, 130, False)])
+def test_interrupted_segment_leaves_out_as_it_was(many_queries, weights_file, tmp_path, signum, code, existing):
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+        (out / "keep.txt").write_text("earlier work")
+    process = start_and_wait_for_staging(segment_command(many_queries, out, weights_file), out)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code
+    if existing:  # no staging folder, no outputs
+        assert [p.name for p in out.rglob("*")] == ["keep.txt"] and (out / "keep.txt").read_text() == "earlier work"
+    else:  # the folder the run created is gone again
+        assert not out.exists()
+    lines = err.strip().splitlines()
+    assert lines == [f"universeg-jax: interrupted by {signal.Signals(signum).name}; {out} is as it was"], err
+
+
+def test_staging_of_a_killed_run_is_removed_by_the_next_run(many_queries, weights_file, tmp_path):
+    out = tmp_path / "out"
+    command = segment_command(many_queries, out, weights_file)
+    process = start_and_wait_for_staging(command, out)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    stale = list(out.glob(".universeg-jax-*"))
+    assert len(stale) == 1 and any(stale[0].rglob("*.tif"))
+    live = out / f".universeg-jax-{cli._owner()}-live"  # this process's: alive, so another run leaves it
+    live.mkdir()
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in ("q000.tif", "q001.tif"):
+        (few / name).write_bytes((many_queries / "query" / name).read_bytes())
+    command[command.index("--query") + 1] = str(few)
+    assert subprocess.run(command, capture_output=True, cwd=REPO).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "overlays", "q000.tif", "q001.tif"])
