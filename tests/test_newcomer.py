@@ -97,3 +97,63 @@ def test_staging_of_a_killed_run_is_removed_by_the_next_run(many_queries, weight
     command[command.index("--query") + 1] = str(few)
     assert subprocess.run(command, capture_output=True, cwd=REPO).returncode == 0
     assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "overlays", "q000.tif", "q001.tif"])
+
+
+def run_main(*flags, code=None):
+    """``python -m universeg_jax.main FLAGS`` (or ``code`` run before absl's app.run(main), to inject a bug)."""
+    run = "from absl import app; from universeg_jax import main; app.run(main.main)"
+    command = [sys.executable, "-c", f"{code}; {run}" if code else run, *flags]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_evaluation_without_a_shipped_model_says_which_flag_to_pass(tmp_path):
+    from universeg_jax.trained import DEFAULT_WEIGHTS
+
+    if DEFAULT_WEIGHTS.is_file():
+        pytest.skip("a default model ships: the command runs")
+    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if "error" in x]
+    assert line.startswith("universeg_jax.main: error: config.weights=default") and "--config.weights=v1" in line
+    assert "--weights " not in line  # main has no such flag
+
+
+def test_main_dry_run_checks_the_config_and_a_bug_keeps_its_traceback(tmp_path):
+    done = run_main("--mode=evaluate", "--config=configs/evaluate.py:check", f"--workdir={tmp_path}", "--dry_run")
+    assert done.returncode == 0 and "flags and config are valid; would evaluate" in done.stdout, done.stderr
+    done = run_main("--config=configs/base.py:cpu", f"--workdir={tmp_path}", "--config.train.steps=0", "--dry_run")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "train.steps" in done.stderr
+    assert not any(tmp_path.iterdir())
+    bug = "import universeg_jax.evaluate as e; e.run = lambda *a: {}['a bug']"
+    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}", code=bug)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "KeyError: 'a bug'" in done.stderr
+
+
+def test_training_summary_points_the_full_protocol_at_the_run_s_evaluation_folder():
+    from etils import epath
+
+    from configs.evaluate import get_config
+    from universeg_jax import train
+
+    text = train.summary(epath.Path("/runs/a"), 10, "held", 4, 0.5, {"intensity": 0.6})
+    (command,) = [line for line in text.splitlines() if "--mode=evaluate" in line]
+    workdir = command.split("--workdir=")[1].split()[0]
+    assert Path(workdir) / get_config().output == Path("/runs/a/evaluation")
+
+
+def test_task_listing_without_size_reads_the_sizes_that_are_built(tmp_path, capsys):
+    from universeg_datasets import registry
+    from universeg_datasets.raw import dummy
+
+    from universeg_jax.data import tasks
+
+    dummy.write_dummy("wbc", tmp_path / "manual")
+    registry.build("wbc", config="size64", data_dir=tmp_path, manual_dir=tmp_path / "manual")
+    capsys.readouterr()
+    tasks.main(["wbc", "--data_dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert out.startswith("size 64\n") and "wbc/jtsc/nucleus/0" in out
+    with pytest.raises(SystemExit) as exit_:
+        tasks.main(["wbc", "drive", "--data_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("python -m universeg_jax.data.tasks: error: dataset wbc/size128 is")
