@@ -157,3 +157,53 @@ def test_task_listing_without_size_reads_the_sizes_that_are_built(tmp_path, caps
         tasks.main(["wbc", "drive", "--data_dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("python -m universeg_jax.data.tasks: error: dataset wbc/size128 is")
+
+
+@pytest.mark.parametrize("option, values, message", [
+    ("--batch-size", ["0"], "--batch-size must be a positive integer, got 0"),
+    ("--ensemble", ["-1"], "--ensemble must be a positive integer"),
+    ("--support-size", ["0"], "--support-size must be a positive integer"),
+    ("--slices-per-volume", ["0"], "--slices-per-volume must be a positive integer"),
+    ("--memory-budget", ["nan"], "--memory-budget must be a positive number of GB"),
+    ("--threshold", ["1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
+    ("--percentiles", ["99", "1"], "--percentiles must be LO < HI in [0, 100], got 99.0 1.0"),
+    ("--window", ["400", "-1000"], "--window must be LO < HI"),
+    ("--labels", ["0"], "--labels must be label values >= 1"),
+    ("--size", ["0", "64"], "--size must be two positive integers"),
+])
+def test_bad_option_values_are_reported_before_anything_loads(tmp_path, monkeypatch, capsys, option, values,
+                                                               message):
+    from universeg_jax import inference
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(inference, "resolve", no_loading)
+    monkeypatch.setattr(inference.Segmenter, "from_weights", no_loading)
+    monkeypatch.setattr(cli.io, "list_images", no_loading)
+    args = ["--support-images", "a", "--support-labels", "b", "--query", "c", "--out", str(tmp_path / "out"),
+            option, *values]
+    assert cli.main(["segment", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"universeg-jax: error: {message}") and err.count("\n") == 1, err
+    if option in ("--size", "--slices-per-volume"):  # the app's options too
+        from universeg_jax import app
+
+        monkeypatch.setattr(app, "main", no_loading)
+        assert cli.main(["app", option, *values]) == 2
+        assert capsys.readouterr().err.startswith(f"universeg-jax: error: {message}")
+
+
+def test_reading_a_training_run_prints_no_orbax_notices(tmp_path):
+    from universeg_jax import checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = UniverSeg((4, 4), rngs=nnx.Rngs(0))
+    checkpoint.write_config(run, {"model": {"encoder_blocks": [4, 4], "decoder_blocks": []},
+                                  "data": {"size": 32, "support_size": 4}})
+    with checkpoint.make_manager(run, save_every=1, keep_last=1) as manager:
+        checkpoint.save(manager, 1, {"params": nnx.state(model)}, force=True)
+    done = subprocess.run([sys.executable, "-m", "universeg_jax.cli", "export", "--weights", str(run), "--out",
+                           str(tmp_path / "m.safetensors")], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -166,6 +166,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     try:
+        check_options(args)
         if args.command == "segment":
             segment(args)
         elif args.command == "export":
@@ -184,6 +185,26 @@ def _run(args) -> int:
               file=sys.stderr)
         return 128 + signum
     return 0
+
+
+def check_options(args) -> None:
+    """Option values a user can get wrong, checked before anything is read or loaded (a model takes seconds)."""
+    given = vars(args)
+    for option in ("batch_size", "ensemble", "support_size", "slices_per_volume"):
+        if given.get(option) is not None and given[option] < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be a positive integer, got {given[option]}")
+    if given.get("size") is not None and min(given["size"]) < 1:
+        raise ValueError(f"--size must be two positive integers, got {' '.join(map(str, given['size']))}")
+    if "memory_budget" in given and not given["memory_budget"] > 0:
+        raise ValueError(f"--memory-budget must be a positive number of GB, got {given['memory_budget']}")
+    if "threshold" in given and not 0 <= given["threshold"] <= 1:
+        raise ValueError(f"--threshold must be a probability in [0, 1], got {given['threshold']}")
+    if "percentiles" in given and not 0 <= given["percentiles"][0] < given["percentiles"][1] <= 100:
+        raise ValueError(f"--percentiles must be LO < HI in [0, 100], got {' '.join(map(str, given['percentiles']))}")
+    if given.get("window") is not None and not given["window"][0] < given["window"][1]:
+        raise ValueError(f"--window must be LO < HI, got {' '.join(map(str, given['window']))}")
+    if given.get("labels") is not None and min(given["labels"]) < 1:
+        raise ValueError(f"--labels must be label values >= 1 (0 is the background), got {given['labels']}")
 
 
 def export(args) -> None:
@@ -250,8 +271,6 @@ def segment(args) -> None:
     pairs = io.pair_images_labels(
         io.list_images(args.support_images, "--support-images"), io.list_images(args.support_labels, "--support-labels")
     )
-    if args.memory_budget <= 0:
-        raise ValueError(f"--memory-budget must be positive, got {args.memory_budget}")
     items = query_items(io.list_images(args.query, "--query"))
     out = Path(args.out)
     plans = plan_outputs(items, out, args)

@@ -50,8 +50,6 @@ def main(args) -> None:
     if missing:
         raise RuntimeError(f"the app needs the web packages ({', '.join(missing)} missing): "
                            "pip install 'universeg-jax[app]'")
-    if args.slices_per_volume < 1:
-        raise ValueError(f"--slices-per-volume must be positive, got {args.slices_per_volume}")
     from universeg_jax.app import server
     from universeg_jax.app.state import Session
     from universeg_jax.inference import Segmenter
