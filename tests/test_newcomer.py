@@ -14,7 +14,7 @@ import tifffile
 from flax import nnx
 from PIL import Image
 
-from universeg_jax import cli, weights
+from universeg_jax import cli, overlay, weights
 from universeg_jax.model import UniverSeg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,3 +207,86 @@ def test_reading_a_training_run_prints_no_orbax_notices(tmp_path):
     done = subprocess.run([sys.executable, "-m", "universeg_jax.cli", "export", "--weights", str(run), "--out",
                            str(tmp_path / "m.safetensors")], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app and the pictures
+
+
+@pytest.fixture(scope="module")
+def app_parts(tmp_path_factory):
+    from tests.test_app import make_nuclei, make_weights
+    from universeg_jax.inference import Segmenter
+
+    root = tmp_path_factory.mktemp("app")
+    return Segmenter.from_weights(make_weights(root)), make_nuclei(root / "nuclei")
+
+
+def app_client(app_parts, tmp_path, **session_options):
+    from starlette.testclient import TestClient
+
+    from universeg_jax.app import server
+    from universeg_jax.app.state import Session
+
+    segmenter, _ = app_parts
+    return TestClient(server.create_app(Session(segmenter, tmp_path / "work", **session_options)))
+
+
+def test_app_messages_never_show_the_work_folder(app_parts, tmp_path):
+    from tests.test_app import add_support
+
+    _, nuclei = app_parts
+    stack = tmp_path / "t5.tif"
+    tifffile.imwrite(stack, np.zeros((5, 10, 10), np.uint8))
+    jpeg_label = tmp_path / "tile0_mask.jpg"
+    Image.open(nuclei["labels"][0]).convert("L").save(jpeg_label)
+    with app_client(app_parts, tmp_path) as client:
+        unpaired = add_support(client, nuclei["images"], [nuclei["labels"][0], stack]).json()["error"]
+        notes = add_support(client, nuclei["images"][:1], [jpeg_label]).json()["notes"]
+    assert "t5.tif" in unpaired and "tile1.tif" in unpaired
+    assert "JPEG labels are lossy" in notes[0] and notes[0].startswith("tile0_mask.jpg")
+    for text in [unpaired, *notes]:
+        assert "uploads" not in text and str(tmp_path) not in text and "…" not in text, text
+
+
+def test_downloaded_support_readme_names_the_weights_in_use(app_parts, tmp_path):
+    import io as _io
+    import zipfile
+
+    from tests.test_app import add_support
+
+    _, nuclei = app_parts
+    with app_client(app_parts, tmp_path, weights="/models/my run") as client:
+        add_support(client, nuclei["images"], nuclei["labels"])
+        archive = zipfile.ZipFile(_io.BytesIO(client.get("/api/support.zip").content))
+    readme = archive.read("support/README.txt").decode()
+    assert "--weights '/models/my run' --size 32 32" in readme and "WEIGHTS" not in readme
+
+
+def test_a_binary_mask_is_called_foreground_and_label_maps_by_value(app_parts, tmp_path):
+    from tests.test_app import add_queries, add_support
+
+    _, nuclei = app_parts
+    with app_client(app_parts, tmp_path) as client:
+        state = add_support(client, nuclei["images"], nuclei["labels"]).json()  # 0/255 masks
+        (query,) = [q["id"] for q in add_queries(client, nuclei["queries"][:1]).json()["queries"]]
+        view = client.get(f"/api/queries/{query}/view").json()
+    assert [(e["value"], e["name"]) for e in state["legend"]] == [(255, "foreground")]
+    assert [(e["value"], e["name"]) for e in view["labels"]] == [(255, "foreground")]
+    assert overlay.label_name(3, (3, 7)) == "label 3"
+    script = (REPO / "universeg_jax" / "app" / "static" / "app.js").read_text()
+    assert "`label ${" not in script  # the page shows the names the server gives
+
+
+def test_the_empty_page_shows_no_broken_probability_image():
+    page = (REPO / "universeg_jax" / "app" / "static" / "index.html").read_text()
+    assert '<img id="probability" alt="probability map" hidden>' in page
+    script = (REPO / "universeg_jax" / "app" / "static" / "app.js").read_text()
+    assert "img.hidden = !url;" in script and script.count('$("probability").src') == 0
+
+
+def test_overlay_titles_stop_before_the_next_panel():
+    strip = overlay._text_strip(240, [(0, "atlas axial slice 77 and more words"), (120, "prediction")])
+    background = np.all(strip == overlay.BACKGROUND, axis=-1)
+    assert not background[:, :110].all() and not background[:, 123:].all()  # both titles are drawn
+    assert background[:, 120 - overlay.GAP:123].all()  # the first one ends before the second begins

@@ -474,7 +474,7 @@ def write_volume(segmenter, support, loaded, staged: dict[str, Path], options, a
             [np.take(label3d, i, axis=axis) for i in indices],
             result.label_values,
             *_support_for_overlay(support),
-            titles=[f"{loaded.name} {pp.axis_label(args.axis)} slice {i}" for i in indices],
+            titles=[f"{pp.axis_label(args.axis)} slice {i}" for i in indices],  # the file is named after the volume
         )
         io.write_array(staged["overlay"], picture)
 
