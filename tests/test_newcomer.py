@@ -290,3 +290,9 @@ def test_overlay_titles_stop_before_the_next_panel():
     background = np.all(strip == overlay.BACKGROUND, axis=-1)
     assert not background[:, :110].all() and not background[:, 123:].all()  # both titles are drawn
     assert background[:, 120 - overlay.GAP:123].all()  # the first one ends before the second begins
+
+
+def test_segment_help_says_a_plain_run_folder_works():
+    segment = cli.build_parser()._subparsers._group_actions[0].choices["segment"]
+    text = " ".join(segment.format_help().split())
+    assert "training run folder (python -m universeg_jax.main --workdir=DIR: its latest checkpoint)" in text

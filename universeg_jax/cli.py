@@ -122,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 def add_model_options(group) -> None:
     """``--weights`` and ``--size``: the options of the ``segment`` and ``app`` commands that choose the model."""
     group.add_argument("--weights", default=None, metavar="v1|PATH",
-                       help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, or a "
-                            "training run folder (or a folder holding one .safetensors export); default: the weights "
-                            "shipped with the package")
+                       help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, a "
+                            "training run folder (python -m universeg_jax.main --workdir=DIR: its latest checkpoint) "
+                            "or a folder holding one .safetensors export; default: the weights shipped with the "
+                            "package")
     group.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
                        help="model input size (default: the size the weights were trained at, 128 128 for v1); "
                             "images are resized to it and predictions back to each image's native size")
