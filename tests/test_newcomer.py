@@ -47,7 +47,7 @@ def segment_command(root, out, weights_file):
             "--weights", str(weights_file), "--size", "32", "32", "--batch-size", "1", "--quiet"]
 
 
-def start_and_wait_for_staging(command, out, timeout=120):
+def start_and_wait_for_staging(command, out, timeout=300):
     """Start the command; return it once its staging folder in ``out`` holds written outputs."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.monotonic() + timeout
