@@ -1,7 +1,7 @@
 """Evaluation of a UniverSeg model and the classical baselines on held-out tasks (universeg_jax/evaluate.py).
 
 Full evaluation of a training run (files land in <workdir>/evaluation; without --config.weights, the shipped
-default model):
+default model, or v1 while none ships):
 
     python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/cpu --config.weights=runs/cpu
 

@@ -111,11 +111,23 @@ def test_evaluation_without_a_shipped_model_says_which_flag_to_pass(tmp_path):
 
     if DEFAULT_WEIGHTS.is_file():
         pytest.skip("a default model ships: the command runs")
-    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}")
+    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}",
+                    "--config.weights=default")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     (line,) = [x for x in done.stderr.splitlines() if "error" in x]
     assert line.startswith("universeg_jax.main: error: config.weights=default") and "--config.weights=v1" in line
     assert "--weights " not in line  # main has no such flag
+
+
+def test_evaluation_of_v1_offline_is_one_line(tmp_path, monkeypatch):
+    """docs/evaluation.md's default-model command evaluates v1 while no model ships: offline, a message."""
+    monkeypatch.setenv("UNIVERSEG_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("UNIVERSEG_JAX_V1_URL", "http://127.0.0.1:9/v1.pt")  # nothing listens on port 9
+    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}",
+                    "--config.weights=v1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if "error" in x]
+    assert "could not download the v1 weights" in line and "by hand" in line
 
 
 def test_main_dry_run_checks_the_config_and_a_bug_keeps_its_traceback(tmp_path):
@@ -173,12 +185,12 @@ def test_task_listing_without_size_reads_the_sizes_that_are_built(tmp_path, caps
 ])
 def test_bad_option_values_are_reported_before_anything_loads(tmp_path, monkeypatch, capsys, option, values,
                                                                message):
-    from universeg_jax import inference
+    from universeg_jax import inference, trained
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr(inference, "resolve", no_loading)
+    monkeypatch.setattr(trained, "load", no_loading)
     monkeypatch.setattr(inference.Segmenter, "from_weights", no_loading)
     monkeypatch.setattr(cli.io, "list_images", no_loading)
     args = ["--support-images", "a", "--support-labels", "b", "--query", "c", "--out", str(tmp_path / "out"),
