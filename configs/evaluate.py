@@ -1,8 +1,9 @@
 """Evaluation of a UniverSeg model and the classical baselines on held-out tasks (universeg_jax/evaluate.py).
 
-Full evaluation of the shipped default model, or of v1 while none ships (files land in <workdir>/evaluation):
+Full evaluation of a training run (files land in <workdir>/evaluation; without --config.weights, the shipped
+default model, or v1 while none ships):
 
-    python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/eval
+    python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/cpu --config.weights=runs/cpu
 
 Presets: ``configs/evaluate.py:quick`` (a few minutes: fewer sizes, draws and queries) and
 ``configs/evaluate.py:check`` (a small fixed draw, in seconds). Any field can be

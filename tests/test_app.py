@@ -279,7 +279,8 @@ def test_a_first_example_can_be_painted_by_hand(client, nuclei):
     edits = np.full((256, 256), NO_EDIT, np.uint16)
     edits[50:80, 60:90] = 1
     state = client.post(f"/api/queries/{query}/add", json={"slice": 0, "edits": encode(edits)}).json()
-    assert state["support"]["count"] == 1 and state["legend"] == [{"value": 1, "colour": "#ff4040"}]
+    assert state["support"]["count"] == 1
+    assert state["legend"] == [{"value": 1, "name": "foreground", "colour": "#ff4040"}]
 
 
 def test_several_labels_get_colours_and_their_own_probability(client, nuclei, tmp_path):

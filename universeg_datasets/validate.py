@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,5 +46,7 @@ def validate_built(path) -> dict:
 
 
 if __name__ == "__main__":
-    for argument in sys.argv[1:]:
+    parser = argparse.ArgumentParser(prog="python -m universeg_datasets.validate", description=__doc__.split("\n")[0])
+    parser.add_argument("builds", nargs="+", metavar="PATH", help="version folders of built datasets")
+    for argument in parser.parse_args().builds:
         print(argument, validate_built(argument))

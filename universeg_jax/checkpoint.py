@@ -9,6 +9,7 @@ leftover temporary directories are removed on the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -135,12 +136,28 @@ def write_config(workdir: epath.PathLike, config_dict: dict) -> None:
     tmp.replace(path)
 
 
+@contextlib.contextmanager
+def _read_only_notices_dropped():
+    """Orbax warns, through absl, that a read-only manager is read-only (on every segment, app and export that
+    reads a run): nothing a user can act on."""
+    def keep(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "read_only=True" not in message and "directory is read only" not in message
+
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(keep)
+
+
 def load_model(workdir: epath.PathLike, step: int | None = None) -> UniverSeg:
     """The model of a training run (latest checkpoint unless ``step``), for evaluation or export."""
     workdir = epath.Path(workdir)
     model_config = read_config(workdir)["model"]
     model = UniverSeg(tuple(model_config["encoder_blocks"]), tuple(model_config["decoder_blocks"]) or None)
-    with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE,),
+    with _read_only_notices_dropped(), ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE,),
                                options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:

@@ -3,15 +3,21 @@
     universeg-jax segment --support-images sup/img --support-labels sup/lab --query new/ --out results/ --weights v1
 
 All outputs of a run are written into a hidden staging folder inside ``--out`` and moved into place only when
-every query succeeded, so an error leaves no partial results behind. Every input file is read once.
+every query succeeded, so an error, Ctrl+C or SIGTERM leaves ``--out`` as it was (a staging folder left by a killed
+run is removed by the next run into that folder). Every input file is read once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
 import warnings
 from collections import deque
 from pathlib import Path
@@ -116,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 def add_model_options(group) -> None:
     """``--weights`` and ``--size``: the options of the ``segment`` and ``app`` commands that choose the model."""
     group.add_argument("--weights", default=None, metavar="v1|PATH",
-                       help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, or a "
-                            "training run folder (or a folder holding one .safetensors export); default: the weights "
-                            "shipped with the package")
+                       help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, a "
+                            "training run folder (python -m universeg_jax.main --workdir=DIR: its latest checkpoint) "
+                            "or a folder holding one .safetensors export; default: the weights shipped with the "
+                            "package")
     group.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
                        help="model input size (default: the size the weights were trained at, 128 128 for v1); "
                             "images are resized to it and predictions back to each image's native size")
@@ -134,18 +141,33 @@ def add_volume_options(group) -> None:
                             "(default: %(default)s)")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl+C's KeyboardInterrupt so that the same clean-up runs."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     formatwarning = warnings.formatwarning  # warnings print as one line each, like errors, while the command runs
     warnings.formatwarning = lambda message, *_args, **_kw: f"{PROG}: warning: {message}\n"
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return _run(args)
     finally:
         warnings.formatwarning = formatwarning
+        if main_thread:
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 def _run(args) -> int:
     try:
+        check_options(args)
         if args.command == "segment":
             segment(args)
         elif args.command == "export":
@@ -157,7 +179,33 @@ def _run(args) -> int:
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl+C, or SIGTERM through _terminate
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        outcome = getattr(interrupt, "outcome", None)
+        print(f"{PROG}: interrupted by {signal.Signals(signum).name}" + (f"; {outcome}" if outcome else ""),
+              file=sys.stderr)
+        return 128 + signum
     return 0
+
+
+def check_options(args) -> None:
+    """Option values a user can get wrong, checked before anything is read or loaded (a model takes seconds)."""
+    given = vars(args)
+    for option in ("batch_size", "ensemble", "support_size", "slices_per_volume"):
+        if given.get(option) is not None and given[option] < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be a positive integer, got {given[option]}")
+    if given.get("size") is not None and min(given["size"]) < 1:
+        raise ValueError(f"--size must be two positive integers, got {' '.join(map(str, given['size']))}")
+    if "memory_budget" in given and not given["memory_budget"] > 0:
+        raise ValueError(f"--memory-budget must be a positive number of GB, got {given['memory_budget']}")
+    if "threshold" in given and not 0 <= given["threshold"] <= 1:
+        raise ValueError(f"--threshold must be a probability in [0, 1], got {given['threshold']}")
+    if "percentiles" in given and not 0 <= given["percentiles"][0] < given["percentiles"][1] <= 100:
+        raise ValueError(f"--percentiles must be LO < HI in [0, 100], got {' '.join(map(str, given['percentiles']))}")
+    if given.get("window") is not None and not given["window"][0] < given["window"][1]:
+        raise ValueError(f"--window must be LO < HI, got {' '.join(map(str, given['window']))}")
+    if given.get("labels") is not None and min(given["labels"]) < 1:
+        raise ValueError(f"--labels must be label values >= 1 (0 is the background), got {given['labels']}")
 
 
 def export(args) -> None:
@@ -224,8 +272,6 @@ def segment(args) -> None:
     pairs = io.pair_images_labels(
         io.list_images(args.support_images, "--support-images"), io.list_images(args.support_labels, "--support-labels")
     )
-    if args.memory_budget <= 0:
-        raise ValueError(f"--memory-budget must be positive, got {args.memory_budget}")
     items = query_items(io.list_images(args.query, "--query"))
     out = Path(args.out)
     plans = plan_outputs(items, out, args)
@@ -241,7 +287,9 @@ def segment(args) -> None:
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".universeg-jax-", dir=out))
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_owner()}-", dir=out))
+    moved = False
     try:
         images = []
         with warnings.catch_warnings():
@@ -254,15 +302,62 @@ def segment(args) -> None:
                 else:
                     images.append((path, plan, loaded))
             write_images(segmenter, support, images, staging, out, options, args)
-        for plan in plans:  # every query succeeded: move the outputs into place
-            for staged, target in zip(_staged(plan, staging, out).values(), plan.values()):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                staged.replace(target)
+        with _signals_deferred():  # every query succeeded: move the outputs into place, all of them
+            for plan in plans:
+                for staged, target in zip(_staged(plan, staging, out).values(), plan.values()):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    staged.replace(target)
+            moved = True
+    except KeyboardInterrupt as interrupt:
+        interrupt.outcome = f"every output is in {out}" if moved else f"{out} is as it was"
+        raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not any(out.iterdir()):
-            out.rmdir()
+        with _signals_deferred():
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
     print(f"{PROG}: segmented {len(items)} quer{'y' if len(items) == 1 else 'ies'} into {out}", file=sys.stderr)
+
+
+STAGING_PREFIX = ".universeg-jax-"
+
+
+def _owner() -> str:
+    """This process as ``host-pid``, the part of a staging folder's name that tells whether its run is alive."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())
+    return f"{host}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove staging folders that runs on this machine left in ``out`` when they were killed (SIGKILL, power
+    loss). A folder of a live run, or of a run on another machine, is left alone."""
+    host = _owner().rsplit("-", 1)[0]
+    for folder in out.glob(f"{STAGING_PREFIX}{host}-*"):
+        pid = folder.name[len(f"{STAGING_PREFIX}{host}-"):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back while outputs are moved into place, so that a run is never half moved; a
+    signal that came meanwhile is delivered after."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _staged(plan: dict[str, Path], staging: Path, out: Path) -> dict[str, Path]:
@@ -380,7 +475,7 @@ def write_volume(segmenter, support, loaded, staged: dict[str, Path], options, a
             [np.take(label3d, i, axis=axis) for i in indices],
             result.label_values,
             *_support_for_overlay(support),
-            titles=[f"{loaded.name} {pp.axis_label(args.axis)} slice {i}" for i in indices],
+            titles=[f"{pp.axis_label(args.axis)} slice {i}" for i in indices],  # the file is named after the volume
         )
         io.write_array(staged["overlay"], picture)
 

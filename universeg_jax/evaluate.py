@@ -399,6 +399,13 @@ def load_weights(name: str) -> tuple[UniverSeg | None, int | None]:
         return None, None
     from universeg_jax import trained
 
+    if name == "default" and not trained.DEFAULT_WEIGHTS.is_file():  # main's flags, not the commands' --weights
+        raise FileNotFoundError(
+            f"config.weights=default, but no default model is shipped with this installation "
+            f"({trained.DEFAULT_WEIGHTS} is missing); pass --config.weights=v1 (the official weights, downloaded "
+            "once), --config.weights=RUN_DIR or FILE (your training run or a .safetensors/.pt file), or "
+            "--config.weights=none (the baselines only)"
+        )
     model, how = trained.load(None if name == "default" else name)
     return model, how.size[0]
 

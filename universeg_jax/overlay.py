@@ -64,20 +64,38 @@ def _font(size: int = 14):
         return ImageFont.load_default()
 
 
+def label_name(value: int, label_values: Sequence[int]) -> str:
+    """What a label value is called in pictures and in the app: "foreground" when it is the only one (a binary
+    mask, whether stored as 1 or 255), else "label <value>"."""
+    return "foreground" if len(label_values) == 1 else f"label {int(value)}"
+
+
+def _fit(draw, text: str, font, room: int) -> str:
+    """``text``, shortened with an ellipsis until it is at most ``room`` pixels wide."""
+    if draw.textlength(text, font=font) <= room:
+        return text
+    while text and draw.textlength(text + "…", font=font) > room:
+        text = text[:-1]
+    return text + "…" if text else ""
+
+
 def _text_strip(width: int, items: Sequence[tuple[int, str]], height: int = TITLE_HEIGHT,
                 swatches: dict | None = None) -> np.ndarray:
-    """A dark strip with ``(x, text)`` titles; with ``swatches`` ({x: colour}) a colour square before each text."""
+    """A dark strip with ``(x, text)`` titles, each cut short where the next one starts (or the strip ends); with
+    ``swatches`` ({x: colour}) a colour square before each text."""
     from PIL import Image, ImageDraw
 
     strip = Image.new("RGB", (width, height), tuple(int(c) for c in BACKGROUND))
     draw = ImageDraw.Draw(strip)
     font = _font()
-    for x, text in items:
+    titled = [(x, text) for x, text in items if text]
+    for (x, text), end in zip(titled, [x for x, _ in titled[1:]] + [width]):
         offset = 0
         if swatches and x in swatches:
             draw.rectangle([x + 2, 4, x + height - 6, height - 5], fill=tuple(int(c) for c in swatches[x]))
             offset = height
-        draw.text((x + 3 + offset, 2), text, fill=TEXT_COLOUR, font=font)
+        draw.text((x + 3 + offset, 2), _fit(draw, text, font, end - x - 3 - offset - GAP), fill=TEXT_COLOUR,
+                  font=font)
     return np.asarray(strip)
 
 
@@ -140,7 +158,7 @@ def overlay(
         rows.append(_row(panels, width, colours))
     legend, swatches, x = [], {}, 0
     for value in label_values:
-        legend.append((x, f"label {value}"))
+        legend.append((x, label_name(value, label_values)))
         swatches[x] = colours[int(value)]
         x += 110
     rows.append(_text_strip(width, legend, swatches=swatches))

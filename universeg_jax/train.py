@@ -376,7 +376,7 @@ def summary(workdir: epath.Path, step: int, held_out: str, episodes_count: int, 
         f"  this model {model_dice:.3f} | "
         + " | ".join(f"{name} {dice:.3f}" for name, dice in sorted(baseline.items(), key=lambda i: -i[1])),
         f"  ({'above' if model_dice > best_dice else 'below'} the best classical baseline, {best}). Full protocol:",
-        f"  python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir={workdir}/evaluation "
+        f"  python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir={workdir} "
         f"--config.weights={workdir}",
         "Segment your own images with it:",
         f"  universeg-jax segment --weights {workdir} --support-images IMAGES/ --support-labels LABELS/ "

@@ -347,6 +347,11 @@ def _download(url: str, target: Path, timeout: float) -> None:
             raise OSError(f"incomplete download: {tmp.stat().st_size} of {total} bytes")
 
 
+class DownloadError(ConnectionError, RuntimeError):
+    """Weights that could not be downloaded: a connection problem (an OSError, which the commands report in one
+    line), and a RuntimeError as before."""
+
+
 def pretrained(name: str = "v1", *, url: str | None = None, timeout: float = 60.0, dtype=jnp.float32) -> UniverSeg:
     """The official weights ``name``, converted; downloads the release file into :func:`cache_dir` on first use.
 
@@ -365,7 +370,7 @@ def pretrained(name: str = "v1", *, url: str | None = None, timeout: float = 60.
         try:
             _download(url, raw, timeout)
         except (urllib.error.URLError, OSError, TimeoutError) as err:
-            raise RuntimeError(
+            raise DownloadError(
                 f"could not download the {name} weights from {url} ({err}). Download "
                 f"{entry['filename']} by hand and put it at {raw} (or set UNIVERSEG_JAX_CACHE), then call again."
             ) from None

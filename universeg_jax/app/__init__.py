@@ -16,6 +16,7 @@ import importlib.util
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 PROG = "universeg-jax app"
 
@@ -50,8 +51,6 @@ def main(args) -> None:
     if missing:
         raise RuntimeError(f"the app needs the web packages ({', '.join(missing)} missing): "
                            "pip install 'universeg-jax[app]'")
-    if args.slices_per_volume < 1:
-        raise ValueError(f"--slices-per-volume must be positive, got {args.slices_per_volume}")
     from universeg_jax.app import server
     from universeg_jax.app.state import Session
     from universeg_jax.inference import Segmenter
@@ -60,7 +59,9 @@ def main(args) -> None:
     sock = server.bind(args.host, args.port)
     workdir = tempfile.mkdtemp(prefix="universeg-jax-app-")
     try:
-        session = Session(segmenter, workdir, axis=args.axis, slices_per_volume=args.slices_per_volume)
+        weights = str(Path(args.weights).resolve()) if args.weights and Path(args.weights).exists() else args.weights
+        session = Session(segmenter, workdir, axis=args.axis, slices_per_volume=args.slices_per_volume,
+                          weights=weights)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"{PROG}: warning: listening on {args.host}: anyone who can reach this machine can use the app",
                   file=sys.stderr)

@@ -45,7 +45,7 @@ def create_app(session: Session) -> Starlette:
             with lock, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 value = fn(*args)
-            notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+            notes = list(dict.fromkeys(session.public(w.message) for w in caught if issubclass(w.category, UserWarning)))
             return value, notes
 
         return await run_in_threadpool(locked)
@@ -56,14 +56,14 @@ def create_app(session: Session) -> Starlette:
             try:
                 return await handler(request)
             except AppError as err:
-                return JSONResponse({"error": str(err)}, status_code=400, headers=NO_STORE)
+                return JSONResponse({"error": session.public(err)}, status_code=400, headers=NO_STORE)
             except (ValueError, TypeError, OSError, RuntimeError) as err:
                 log.info("request failed: %s", err)
-                return JSONResponse({"error": str(err)}, status_code=400, headers=NO_STORE)
+                return JSONResponse({"error": session.public(err)}, status_code=400, headers=NO_STORE)
             except Exception as err:  # a bug: keep serving, say so, log the traceback
                 log.exception("internal error in %s", request.url.path)
-                return JSONResponse({"error": f"internal error ({type(err).__name__}: {err}); the terminal running "
-                                              "the app has the details"}, status_code=500, headers=NO_STORE)
+                message = f"internal error ({type(err).__name__}: {err}); the terminal running the app has the details"
+                return JSONResponse({"error": session.public(message)}, status_code=500, headers=NO_STORE)
 
         return endpoint
 

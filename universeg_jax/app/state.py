@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import shlex
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -177,7 +178,9 @@ def safe_name(name: str) -> str:
 class Session:
     """The app's state. ``workdir`` keeps copies of the uploaded files (the export copies them from there)."""
 
-    def __init__(self, segmenter, workdir, *, axis="axial", slices_per_volume: int = 8):
+    def __init__(self, segmenter, workdir, *, axis="axial", slices_per_volume: int = 8, weights: str | None = None):
+        """``weights``: what the app was started with (``--weights``; None for the shipped model), for the
+        command in the downloaded support set's README."""
         axis = pp.parse_axis(axis)
         if slices_per_volume < 1:
             raise ValueError(f"slices_per_volume must be positive, got {slices_per_volume!r}")
@@ -185,6 +188,7 @@ class Session:
         self.workdir = Path(workdir)
         self.axis = axis
         self.slices_per_volume = int(slices_per_volume)
+        self.weights = weights
         self.examples: list[Example] = []
         self.sources: list[Source] = []
         self.queries: dict[int, Query] = {}
@@ -196,6 +200,10 @@ class Session:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
+
+    def public(self, message) -> str:
+        """``message`` as the page may show it: without the paths of the work folder."""
+        return _short(message, self.workdir)
 
     # -- uploads -------------------------------------------------------------------------------------------------
 
@@ -282,7 +290,7 @@ class Session:
             try:
                 pairs = io.pair_images_labels(images, labels)
             except ValueError as err:
-                raise AppError(str(err).replace(str(self.workdir), "…")) from None
+                raise AppError(_short(err, self.workdir)) from None
             pairs = [(Path(i), Path(l)) for i, l in pairs]
         examples, sources = [], []
         for image_path, label_path in pairs:
@@ -591,12 +599,14 @@ class Session:
                 io.write_array(labels / f"{stem}{kind}", geometry.stored(volume), reference=geometry.reference)
                 most_slices = max(most_slices, len(members))
         volume_options = f" --axis {self.axis} --slices-per-volume {most_slices}" if most_slices else ""
+        weights = f" --weights {shlex.quote(self.weights)}" if self.weights else ""  # else the shipped model
+        size = " ".join(map(str, self.segmenter.size))
         (folder / "README.txt").write_text(
             "Support set saved by the universeg-jax app: images/ and labels/ pair up by file name.\n"
             f"{len(self.examples)} examples, label values {list(self.label_values_of_support())}.\n\n"
-            "Segment new images with it, as the app does:\n\n"
+            "Segment new images with it, as the app does (same weights and model size):\n\n"
             f"    universeg-jax segment --support-images images --support-labels labels{volume_options} \\\n"
-            "        --query QUERY_FILES_OR_FOLDER --out results --weights WEIGHTS\n\n"
+            f"        --query QUERY_FILES_OR_FOLDER --out results{weights} --size {size}\n\n"
             "Volumes carry labels only on the slices the app used as support, so the command picks the same ones.\n"
         )
         return folder
@@ -631,7 +641,8 @@ class Session:
             "version": self.version,
             "support": {"count": len(self.examples), "examples": examples,
                         "label_values": list(self.label_values_of_support())},
-            "legend": [{"value": v, "colour": render.hex_colour(c)} for v, c in colours.items()],
+            "legend": [{"value": v, "name": overlay.label_name(v, tuple(colours)), "colour": render.hex_colour(c)}
+                       for v, c in colours.items()],
             "queries": queries,
             "settings": {"axis": pp.axis_label(self.axis), "slices_per_volume": self.slices_per_volume,
                          "model_size": list(self.segmenter.size), "accepted": list(ACCEPTED)},
@@ -674,7 +685,8 @@ class Session:
         out.update(
             probability=render.data_url(render.heat(shown)),
             prediction=_b64(prediction.astype(np.uint16)),
-            labels=[{"value": int(v), "pixels": int((prediction == v).sum())} for v in values],
+            labels=[{"value": int(v), "name": overlay.label_name(v, values), "pixels": int((prediction == v).sum())}
+                    for v in values],
         )
         return out
 
@@ -712,9 +724,8 @@ def _clean(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
 
 
-def _short(err: Exception, workdir: Path) -> str:
-    """An error message without the work folder's path (the user knows their files by name)."""
-    text = str(err)
-    for folder in sorted({str(p) for p in Path(workdir).glob("uploads/*")}, key=len, reverse=True):
-        text = text.replace(folder + "/", "")
-    return text
+def _short(err, workdir: Path) -> str:
+    """A message without the work folder's path: uploads by their file names (the user knows their files by
+    name), anything else in the folder as "…"."""
+    text = re.sub(re.escape(str(workdir)) + r"/uploads/\d+/", "", str(err))
+    return text.replace(str(workdir), "…")

@@ -342,17 +342,32 @@ def task_sizes(store: TaskStore) -> list[tuple[str, int, int]]:
     return [(t.id, len(t.examples), len(set(t.subjects))) for t in store.tasks]
 
 
+def built_sizes(datasets, data_dir=None) -> list[int]:
+    """The sizes at which every one of ``datasets`` is built (a ``name/config`` entry is built or not at all)."""
+    data_dir = epath.Path(data_dir).expanduser() if data_dir else default_data_dir()
+    specs = [spec.partition("/") for spec in _names(datasets, "datasets")]
+    return [size for size in SIZES
+            if all(_find_built(data_dir, name, config or f"size{size}") for name, _, config in specs)]
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="List the tasks of built datasets with their sizes.")
+    parser = argparse.ArgumentParser(prog="python -m universeg_jax.data.tasks",
+                                     description="List the tasks of built datasets with their sizes.")
     parser.add_argument("datasets", nargs="+", help="dataset names, or name/config")
     parser.add_argument("--data_dir", help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    parser.add_argument("--size", type=int, default=128, choices=SIZES)
+    parser.add_argument("--size", type=int, default=None, choices=SIZES,
+                        help="image size of the build to read (default: every size all the datasets are built at)")
     args = parser.parse_args(argv)
-    store = open_tasks(args.datasets, args.data_dir, build=False, size=args.size)
-    print("task\texamples\tsubjects")
-    for task, examples, subjects in task_sizes(store):
-        print(f"{task}\t{examples}\t{subjects}")
-    print(f"{len(store.tasks)} tasks, {len(store)} examples")
+    try:
+        sizes = [args.size] if args.size else built_sizes(args.datasets, args.data_dir) or [SIZES[1]]
+        for size in sizes:
+            store = open_tasks(args.datasets, args.data_dir, build=False, size=size)
+            print(f"size {size}\ntask\texamples\tsubjects")
+            for task, examples, subjects in task_sizes(store):
+                print(f"{task}\t{examples}\t{subjects}")
+            print(f"{len(store.tasks)} tasks, {len(store)} examples")
+    except (ValueError, OSError) as err:  # not built, bad name: a message, not a traceback
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
 
 
 if __name__ == "__main__":

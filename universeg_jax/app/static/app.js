@@ -153,7 +153,7 @@ function applyState(state) {
   const select = $("probability-label");
   const chosen = select.value;
   select.replaceChildren(new Option("highest of all labels", "max"),
-    ...support.label_values.map((v) => new Option(`label ${v}`, String(v))));
+    ...state.legend.filter((e) => support.label_values.includes(e.value)).map((e) => new Option(e.name, String(e.value))));
   select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "max";
 
   $("query-count").textContent = String(state.queries.length);
@@ -213,7 +213,7 @@ function renderLegend() {
     swatch.className = "swatch";
     swatch.style.background = entry.colour;
     const text = document.createElement("span");
-    text.textContent = `label ${entry.value}`;
+    text.textContent = entry.name;
     div.title = "paint with this label";
     div.append(swatch, text);
     div.onclick = () => {
@@ -224,6 +224,14 @@ function renderLegend() {
     };
     return div;
   }));
+}
+
+/** The probability map, or nothing at all (an <img> without a picture shows a broken-image icon). */
+function showProbability(url) {
+  const img = $("probability");
+  if (url) img.src = url;
+  else img.removeAttribute("src");
+  img.hidden = !url;
 }
 
 function hexToRgb(hex) {
@@ -261,7 +269,7 @@ async function loadView() {
       "Add a support set and a query to start.";
     $("view-info").className = "";
     for (const id of ["image-canvas", "overlay-canvas"]) $(id).getContext("2d").clearRect(0, 0, $(id).width, $(id).height);
-    $("probability").removeAttribute("src");
+    showProbability(null);
     return;
   }
   await app.pendingSave;
@@ -293,15 +301,14 @@ async function loadView() {
   }
   $("image-canvas").getContext("2d").drawImage(picture, 0, 0);
   drawOverlay();
-  if (view.probability) $("probability").src = view.probability;
-  else $("probability").removeAttribute("src");
+  showProbability(view.probability);
   const where = q.volume ? ` slice ${view.slice}` : "";
   const info = $("view-info");
   if (view.error) {
     info.textContent = `${view.name}${where}: ${view.error}`;
     info.className = "error-text";
   } else {
-    const counts = view.labels.map((l) => `label ${l.value}: ${l.pixels} px`).join(", ");
+    const counts = view.labels.map((l) => `${l.name}: ${l.pixels} px`).join(", ");
     info.textContent = `${view.name}${where} (${view.width}×${view.height}), segmented with ` +
       `${view.support_count} support example${view.support_count === 1 ? "" : "s"}: ${counts}` +
       (view.added ? " · in the support set" : "");
