@@ -68,12 +68,7 @@ def make_config(preset, overrides):
     from configs.base import get_config
 
     config = get_config(preset)
-    for path, value in overrides.items():
-        *sections, field = path.split(".")
-        node = config
-        for section in sections:
-            node = node[section]
-        node[field] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 

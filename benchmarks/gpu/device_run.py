@@ -310,16 +310,13 @@ def main() -> None:
     cases = step_cases(args.scale, default_config.copy_and_resolve_references())
     step_results = run.phase("steps", steps, run, cases, 10 if full else 2, peak_result.get("tflops"))
 
-    loop_config = make_config("gpu_node", {"train.batch_size": 8 if full else 2,
-                                           "data.support_size": 64 if full else 4, "data.size": 128,
-                                           "train.eval_every": 0, "optim.schedule": "constant",
-                                           "optim.warmup_steps": 0})
-    if not full:
-        loop_config.model.encoder_blocks = (8, 8)
-    loop_config.data.datasets = ("mni152_tissue", "bbbc007_nuclei", "cells3d_nuclei")
-    loop_config.data.held_out = ()
-    loop_config.data.repeat_subjects, loop_config.data.data_dir, loop_config.data.build = True, args.data, False
-    loop_config.train.compilation_cache_dir = "/tmp/universeg_jax_compilation_cache"
+    loop_config = make_config("gpu_node", {
+        "train.batch_size": 8 if full else 2, "data.support_size": 64 if full else 4, "data.size": 128,
+        "train.eval_every": 0, "optim.schedule": "constant", "optim.warmup_steps": 0,
+        **({} if full else {"model.encoder_blocks": (8, 8)}),
+        "data.datasets": ("mni152_tissue", "bbbc007_nuclei", "cells3d_nuclei"), "data.held_out": (),
+        "data.repeat_subjects": True, "data.data_dir": args.data, "data.build": False,
+        "train.compilation_cache_dir": "/tmp/universeg_jax_compilation_cache"})
     loop_step = step_results.get(f"v1_b{loop_config.train.batch_size}_bfloat16", {}).get("step_s")
     run.phase("loop", loop, run, loop_config, Path("/tmp/universeg_loop_run"), 30.0 if full else 10.0, loop_step)
 
