@@ -9,8 +9,8 @@ start-up included), and runnable on any machine. In order, within ``--budget`` s
    precision) and bfloat16;
 3. ``peak``: a large bfloat16 matrix product, the TFLOP/s ceiling that MFU is measured against;
 4. ``steps``: the train step (augmentation on the device, forward, backward, Adam) at v1 size, 128x128, support
-   64, batch 8 and 32, float32 and bfloat16, the two choices tuned on CPU only (support mean as a dot or as
-   ``jnp.mean``; per-block remat), and the default model's step; compiled concurrently, timed one by one;
+   64, batch 8 and 32, float32 and bfloat16, per-block remat (tuned on CPU only), and the default model's step;
+   compiled concurrently, timed one by one;
 5. ``loop``: the real training loop (``configs/base.py:gpu_node``, batch 8, support 64, bfloat16) on the
    embedded data: input-wait fraction, episodes/s, TFLOP/s per window;
 6. ``default_model``: ``configs/default_model.py`` for the rest of the budget, exported to
@@ -46,8 +46,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_train import analyse, lower_step, make_config, time_step  # noqa: E402
-
-SUPPORT_MEAN_VARIANT = "support_mean_jnp_mean"
 
 
 class Run:
@@ -136,21 +134,6 @@ def peak(size: int) -> dict:
     return {"size": size, "tflops": 2 * size**3 / statistics.median(times) / 1e12}
 
 
-@contextlib.contextmanager
-def support_mean_as_jnp_mean():
-    """The model's support mean written as ``jnp.mean`` (the CPU-tuned choice is a dot), while tracing."""
-    import jax.numpy as jnp
-
-    from universeg_jax import model
-
-    original = model.support_mean
-    model.support_mean = lambda support: jnp.mean(support, axis=0, keepdims=True)
-    try:
-        yield
-    finally:
-        model.support_mean = original
-
-
 def step_cases(scale: str, default_config) -> dict:
     """name -> config, smallest memory first (the device's peak memory is read after each case).
 
@@ -168,7 +151,6 @@ def step_cases(scale: str, default_config) -> dict:
     small = 8 if scale == "full" else 2
     base = {**paper, "train.batch_size": small, "model.dtype": "bfloat16"}
     cases[f"v1_b{small}_bfloat16_remat"] = make_config("gpu_node", {**base, "model.remat": True})
-    cases[f"v1_b{small}_bfloat16_{SUPPORT_MEAN_VARIANT}"] = make_config("gpu_node", base)
     cases["default_model"] = default_config
     order = sorted(cases, key=lambda n: ("b32" in n or "b4" in n, "float32" in n))
     return {name: cases[name] for name in order}
@@ -178,9 +160,8 @@ def steps(run: Run, cases: dict, timed: int, peak_tflops: float | None) -> dict:
     import jax
 
     lowered = {}
-    for name, config in cases.items():  # tracing is quick and not thread-safe with the patch: one by one
-        with support_mean_as_jnp_mean() if SUPPORT_MEAN_VARIANT in name else contextlib.nullcontext():
-            lowered[name] = lower_step(config)
+    for name, config in cases.items():  # tracing is quick: one by one
+        lowered[name] = lower_step(config)
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
         futures = {name: pool.submit(lambda lw: (time.perf_counter(), lw.compile(), time.perf_counter()), low[0])
