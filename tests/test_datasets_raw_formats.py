@@ -101,6 +101,21 @@ def test_compressed_tiff_reads_with_the_core_dependencies(compression, tmp_path)
     np.testing.assert_array_equal(formats.load(tmp_path / "x.tif", volumetric=False), rgb)
 
 
+def test_palette_images_read_as_grey_levels_for_builders(tmp_path):
+    """Builders read 2D files with the reader inference uses: a palette label keeps one channel and its labels."""
+    image = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) % 3, mode="P")
+    image.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255])
+    image.save(tmp_path / "label.png")
+    label = formats.load(tmp_path / "label.png", volumetric=False)
+    np.testing.assert_array_equal(label, np.asarray(image.convert("L")))
+    assert label.shape == (3, 4) and len(np.unique(label)) == 3
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        formats.load(tmp_path / "missing.png", volumetric=False)
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="bad.png"):
+        formats.load(tmp_path / "bad.png", volumetric=False)
+
+
 def test_missing_optional_reader_names_the_extra(tmp_path, monkeypatch):
     real_import = builtins.__import__
 

@@ -1,5 +1,6 @@
 """Files: listing, pairing by name, reading with clear errors, atomic writes, NIfTI affine/header, overlays."""
 
+import gzip
 import os
 
 import nibabel as nib
@@ -130,9 +131,44 @@ def test_read_errors_name_the_file(tmp_path):
         io.read_image(tmp_path / "stack.tif")
 
 
-def test_palette_png_reads_as_rgb(tmp_path):
-    Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4)).convert("P").save(tmp_path / "p.png")
-    assert io.read_image(tmp_path / "p.png").shape == (3, 4, 3)
+def palette_png(path, colours):
+    """A palette PNG whose pixels are the palette indices 0..len(colours)-1 in turn."""
+    image = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) % len(colours), mode="P")
+    image.putpalette([c for colour in colours for c in colour])
+    image.save(path)
+    return path
+
+
+def test_palette_images_read_as_grey_levels_for_inference(tmp_path):
+    grey = palette_png(tmp_path / "grey.png", [(0, 0, 0), (7, 7, 7), (255, 255, 255)])
+    np.testing.assert_array_equal(io.read_image(grey), np.array([0, 7, 255] * 4, np.uint8).reshape(3, 4))
+    colour = palette_png(tmp_path / "colour.png", [(0, 0, 0), (255, 0, 0), (0, 0, 255)])
+    image = io.read_image(colour)
+    assert image.shape == (3, 4) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, np.asarray(Image.open(colour).convert("L")))
+    assert len(np.unique(image)) == 3 and image.min() == 0  # red and blue stay two labels
+    (label,) = io.read(colour, what="label")
+    np.testing.assert_array_equal(label.array, image)
+
+
+def test_read_2d_image_modes_gzip_and_errors(tmp_path):
+    bilevel = tmp_path / "bilevel.png"
+    Image.fromarray(np.eye(3, dtype=bool)).save(bilevel)
+    assert Image.open(bilevel).mode == "1"
+    np.testing.assert_array_equal(io.read_2d_image(bilevel), np.eye(3, dtype=np.uint8) * 255)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (4, 3), (0, 255, 255, 0)).save(cmyk)  # red
+    array = io.read_2d_image(cmyk)
+    assert array.shape == (3, 4, 3) and (array[..., 0] > 200).all() and (array[..., 1:] < 60).all()
+    gz = tmp_path / "u8.png.gz"
+    gz.write_bytes(gzip.compress(io.write_array(tmp_path / "u8.png", np.arange(12, dtype=np.uint8).reshape(3, 4))
+                                 .read_bytes()))
+    np.testing.assert_array_equal(io.read_2d_image(gz), np.arange(12).reshape(3, 4))
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        io.read_2d_image(tmp_path / "missing.png")
+    (tmp_path / "bad.gif").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read image file .*bad.gif"):
+        io.read_2d_image(tmp_path / "bad.gif")
 
 
 def test_jpeg_label_is_thresholded_with_a_warning(tmp_path):

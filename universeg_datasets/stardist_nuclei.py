@@ -6,7 +6,8 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from universeg_datasets import base, bundled, readers, standardize, tiling
+from universeg_datasets import base, bundled, standardize, tiling
+from universeg_jax import io
 
 DATASET = "stardist_nuclei"
 
@@ -35,8 +36,8 @@ class StardistNuclei(base.TaskBuilder):
     HOMEPAGE = "https://github.com/stardist/stardist"
 
     def _generate_examples(self, dl_manager):
-        image = readers.read_image(bundled.package_file("stardist", "data/images/img2d.tif"))
-        mask = readers.read_image(bundled.package_file("stardist", "data/images/mask2d.tif"))
+        image = io.read_2d_image(bundled.package_file("stardist", "data/images/img2d.tif"))
+        mask = io.read_2d_image(bundled.package_file("stardist", "data/images/mask2d.tif"))
         standardize.check_same_size(image, mask, "img2d.tif", "mask2d.tif", ndim=2)
         for window in tiling.grid(mask.shape, self.builder_config.tile):
             yield from standardize.view_examples(

@@ -41,8 +41,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from scipy import ndimage
 
-from universeg_datasets import base, bundled, readers, standardize, tiling
-from universeg_jax import preprocess
+from universeg_datasets import base, bundled, standardize, tiling
+from universeg_jax import io, preprocess
 
 DATASET = "real_synthetic_labels"
 
@@ -160,7 +160,7 @@ def read_source(source: Source) -> np.ndarray:
             "(pip install scikit-image, or pip install 'universeg-jax[data]', whose stardist brings it)"
         )
     path = bundled.package_file("skimage", f"data/{source.file}")
-    gray = preprocess.to_grayscale(readers.read_image(path), name=source.file) / 255.0
+    gray = preprocess.to_grayscale(io.read_2d_image(path), name=source.file) / 255.0
     if source.zoom != 1.0:
         shape = tuple(int(round(n * source.zoom)) for n in gray.shape)
         gray = preprocess.resize_image(gray, shape, "area", name=source.file)

@@ -21,7 +21,11 @@ from universeg_jax import preprocess as pp
 from universeg_jax.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
-PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+# Palette, bilevel and grey+alpha images become grey levels (a palette's colours through Pillow's luma, so a grey
+# palette keeps its values and a palette label stays one channel); other colour spaces become RGB.
+TO_GRAY_MODES = ("P", "PA", "1", "LA")
+TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
 # Label files may carry one of these after the image's name: "case1.png" pairs with "case1_mask.png".
 LABEL_NAME_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt")
 
@@ -242,29 +246,74 @@ def is_volume(path) -> bool:
 
 
 def read_image(path) -> np.ndarray:
-    """The pixel (or voxel) array of a supported file. TIFF and Pillow formats are 2D (optionally RGB/RGBA)."""
+    """The pixel (or voxel) array of a supported file: NIfTI as stored, the 2D formats as :func:`read_2d_image`
+    reads them (grey, RGB or RGBA)."""
     path = _existing(path)
     kind = suffix(path)
     if kind in (".nii", ".nii.gz"):
         image = load_nifti(path)
         return np.asanyarray(image.dataobj)
-    try:
-        if kind in (".tif", ".tiff"):
-            import tifffile
-
-            array = tifffile.imread(str(path))
-        elif kind in PILLOW_SUFFIXES:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                array = np.asarray(im.convert("RGB") if im.mode == "P" else im)
-        else:
-            raise ValueError(f"unsupported extension {kind!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    except Exception as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+    if kind not in IMAGE_SUFFIXES:
+        raise ValueError(f"cannot read image {path}: unsupported extension {kind!r}; use one of "
+                         f"{', '.join(IMAGE_SUFFIXES)}")
+    array = read_2d_image(path)
     if array.ndim == 3 and array.shape[-1] not in (1, 3, 4):
         raise ValueError(f"{path} has shape {array.shape}: a stack, not a 2D image; store volumes as NIfTI")
     return array
+
+
+def read_2d_image(path) -> np.ndarray:
+    """A 2D image file (PNG, JPEG, BMP, GIF, PPM, TIFF, optionally gzipped) as ``(H,W)`` or ``(H,W,C)``, singleton
+    axes dropped: the one reader of 2D files for inference and the dataset builders.
+
+    Palette (``P``, ``PA``), bilevel (``1``, as 0/255) and grey+alpha images become grey levels
+    (``TO_GRAY_MODES``); CMYK, YCbCr, LAB and HSV become RGB; other modes are kept as stored.
+    """
+    import gzip
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        name = path.name[:-3] if path.suffix == ".gz" else path.name
+        array = _read_tiff(data) if name.lower().endswith(TIFF_SUFFIXES) else _read_pillow(data)
+    except Exception as err:
+        raise ValueError(f"cannot read image file {path}: {err}") from err
+    array = np.squeeze(array)
+    if array.ndim not in (2, 3) or array.size == 0:
+        raise ValueError(f"image file {path} has shape {array.shape}; expected (H, W) or (H, W, C)")
+    return array
+
+
+def _read_pillow(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        if image.mode in TO_GRAY_MODES:
+            image = image.convert("L")
+        elif image.mode in TO_RGB_MODES:
+            image = image.convert("RGB")
+        return np.asarray(image)
+
+
+def _read_tiff(data: bytes) -> np.ndarray:
+    """tifffile reads every TIFF layout, but decodes compressed ones (LZW, Deflate, JPEG) only with the optional
+    'imagecodecs' package; Pillow (a core dependency) decodes those instead (DRIVE's images are LZW-compressed)."""
+    import io
+
+    import tifffile
+
+    try:
+        return tifffile.imread(io.BytesIO(data))
+    except ValueError as err:
+        if "imagecodecs" not in str(err):
+            raise
+    return _read_pillow(data)
 
 
 def read_label(path) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 ``load(source, volumetric)`` reads one image or label: a ``Path`` is read by its suffix (NIfTI, MetaImage
 ``.mhd``/``.mha``, NRRD, a DICOM file or a folder holding one DICOM series, and every 2D format
-``universeg_datasets.readers.read_image`` knows: PNG, JPEG, BMP, GIF, PPM, TIFF); the odd sources are small
+``universeg_jax.io.read_2d_image`` knows: PNG, JPEG, BMP, GIF, PPM, TIFF); the odd sources are small
 objects with a ``read`` method: slices stacked into a volume, channels stacked, an item of a NumPy or HDF5
 array, a MATLAB variable, a COCO run-length mask from a JSON file, a contour or polygon filled into a mask,
 frames of a video.
@@ -27,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from universeg_datasets import readers
+from universeg_jax import io
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr", ".dcm")
 EXTRA = 'pip install "universeg-jax[raw]"'
@@ -63,7 +64,7 @@ def load(source, volumetric: bool, like: np.ndarray | None = None) -> np.ndarray
         return read_dicom_series(source, volumetric)
     kind = suffix(source)
     if kind not in VOLUME_SUFFIXES:
-        return readers.read_image(source)
+        return io.read_2d_image(source)
     if kind in (".nii", ".nii.gz"):
         return read_nifti(source, volumetric)
     if kind in (".mhd", ".mha"):
@@ -246,7 +247,7 @@ class Slices:
     files: tuple[Path, ...]
 
     def read(self, volumetric, like=None):
-        planes = [readers.read_image(f) for f in self.files]
+        planes = [io.read_2d_image(f) for f in self.files]
         shapes = {p.shape for p in planes}
         if len(shapes) != 1:
             raise ValueError(f"slices {self.files[0].parent}/... have different sizes {sorted(shapes)}")
