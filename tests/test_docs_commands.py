@@ -39,6 +39,7 @@ CHECKS = {
     'pip install -e ".[data]"': skip("installs this package: the tests run in the installed environment"),
     "python -m universeg_jax.main --config=configs/base.py:cpu --workdir=runs/cpu": MAIN_DRY_RUN,
     'pip install -e ".[test]"': skip("installs this package: the tests run in the installed environment"),
+    "ruff check .": RUN,
     "python -m pytest -q": skip("the suite this test is part of"),
     "universeg-jax segment --support-images examples/images --support-labels examples/labels --query new_images/ "
     "--out results/ --weights v1 --ensemble 4 --support-size 16": PARSE,

@@ -1,7 +1,6 @@
 """What a first-time user meets: interrupted runs leave nothing behind, user errors are one line (bugs keep their
 traceback), option values are checked before the model loads, no warnings a user cannot act on."""
 
-import os
 import signal
 import subprocess
 import sys
