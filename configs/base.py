@@ -105,6 +105,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # Trace train.profile_steps steps from step train.profile_start with jax.profiler (WORKDIR/profile; 0 = off).
     config.train.profile_steps = 0
     config.train.profile_start = 10
+    # Stop after this many seconds of training (0 = no limit), saving a checkpoint as on SIGTERM (one process only).
+    config.train.max_seconds = 0.0
     # Persistent XLA compilation cache (e.g. a folder on a local disk or gs://): restarts skip recompilation.
     config.train.compilation_cache_dir = ""
 
@@ -114,6 +116,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     config.optim.warmup_steps = 1_000
     config.optim.final_lr_ratio = 0.1
     config.optim.clip_norm = 1.0  # global gradient norm clip (0 = off)
+    # Exponential moving average of the weights (0 = off), kept in the train state and checkpointed; evaluation
+    # and export then use it. With a constant learning rate it stands in for the decay a cosine schedule gives,
+    # and it does not depend on train.steps, so a run can be extended in legs (docs/training.md#campaign).
+    config.optim.ema_decay = 0.0
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every = 1_000

@@ -1,4 +1,4 @@
-"""Training checkpoints: model, optimizer and step, saved together by orbax.
+"""Training checkpoints: model, optimizer, step (and the weights' moving average, if kept), saved together by orbax.
 
 Layout under ``WORKDIR``: ``checkpoints/<step>/state`` plus ``config.json`` (the run's config, so a trained model
 can be rebuilt with ``load_model(WORKDIR)``). The data position needs no saving: it is the step (global batch t
@@ -34,6 +34,9 @@ RESUME_FIELDS = ("seed", "model.encoder_blocks", "model.decoder_blocks", "data.d
                  "train.batch_size")
 # Fields that name datasets, compared as the names they list (runs before 2026-12 saved them as "a,b" strings).
 NAME_FIELDS = ("data.datasets", "data.held_out")
+# A run keeps a moving average of its weights (``ema_params`` in the state) when this is > 0; evaluation and
+# export then use it. It may change between restarts, but not between 0 and > 0.
+EMA_FIELD = "optim.ema_decay"
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
@@ -120,6 +123,9 @@ def check_resumable(workdir: epath.PathLike, config_dict: dict) -> None:
 
     changed = [f"{field}: {lookup(saved, field)!r} -> {lookup(current, field)!r}"
                for field in RESUME_FIELDS if lookup(saved, field) != lookup(current, field)]
+    if bool(lookup(saved, EMA_FIELD)) != bool(lookup(current, EMA_FIELD)):  # the saved state has it or not
+        changed.append(f"{EMA_FIELD}: {lookup(saved, EMA_FIELD)!r} -> {lookup(current, EMA_FIELD)!r} (turns the "
+                       "moving average of the weights on or off)")
     if changed:
         raise ValueError(
             f"{workdir} holds a run with another config; resuming it with this one would change its data or "
@@ -153,9 +159,12 @@ def _read_only_notices_dropped():
 
 
 def load_model(workdir: epath.PathLike, step: int | None = None) -> UniverSeg:
-    """The model of a training run (latest checkpoint unless ``step``), for evaluation or export."""
+    """The model of a training run (latest checkpoint unless ``step``), for evaluation or export: the moving
+    average of its weights when the run keeps one (``optim.ema_decay > 0``), else its parameters."""
     workdir = epath.Path(workdir)
-    model_config = read_config(workdir)["model"]
+    config = read_config(workdir)
+    model_config = config["model"]
+    key = "ema_params" if config.get("optim", {}).get("ema_decay") else "params"
     model = UniverSeg(tuple(model_config["encoder_blocks"]), tuple(model_config["decoder_blocks"]) or None)
     with _read_only_notices_dropped(), ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE,),
                                options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
@@ -163,11 +172,11 @@ def load_model(workdir: epath.PathLike, step: int | None = None) -> UniverSeg:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
         params = nnx.state(model)
-        abstract = {"params": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)}
+        abstract = {key: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)}
         restored = manager.restore(
             step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
                 abstract, restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract),
                 partial_restore=True)})
         )
-    nnx.update(model, jax.tree.map(jnp.asarray, restored[STATE]["params"]))
+    nnx.update(model, jax.tree.map(jnp.asarray, restored[STATE][key]))
     return model

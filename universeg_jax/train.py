@@ -59,6 +59,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "checkpoint.keep_every": config.checkpoint.keep_every,
         "optim.clip_norm": config.optim.clip_norm,
         "train.profile_steps": config.train.profile_steps,
+        "train.max_seconds": config.train.max_seconds,
     }
     for name, value in positive.items():
         if not value > 0:
@@ -68,6 +69,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config {name} must be >= 0, got {value}")
     if not config.optim.lr > 0:
         raise ValueError(f"config optim.lr must be positive, got {config.optim.lr}")
+    if not 0 <= config.optim.ema_decay < 1:
+        raise ValueError(f"config optim.ema_decay must lie in [0, 1) (0 = no moving average), got "
+                         f"{config.optim.ema_decay}")
     if not 0 <= config.optim.final_lr_ratio <= 1:
         raise ValueError(f"config optim.final_lr_ratio must lie in [0, 1], got {config.optim.final_lr_ratio}")
     if not 0 <= config.data.synthetic_share <= 1:
@@ -201,6 +205,20 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) 
     return optax.chain(*parts, optax.adam(schedule))
 
 
+def ema_update(ema, params, decay: float, step: jax.Array):
+    """The moving average after a step: ``ema * d + params * (1 - d)`` with ``d = min(decay, (1 + step) /
+    (10 + step))``; the ramp lets the average follow the fast early changes instead of remembering the random
+    initialisation for ``1 / (1 - decay)`` steps."""
+    step = jnp.asarray(step, jnp.float32)
+    d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
+
+
+def eval_params(state):
+    """The weights to evaluate and export: the moving average when the run keeps one."""
+    return state.get("ema_params", state["params"])
+
+
 def soft_dice_loss(logits: jax.Array, labels: jax.Array, eps: float = 1e-5) -> jax.Array:
     """Per-example ``1 - soft Dice`` of ``sigmoid(logits)`` against ``labels``, ``(B, H, W, 1)`` -> ``(B,)``."""
     probs = jax.nn.sigmoid(logits)
@@ -264,8 +282,10 @@ def make_steps(graphdef, tx, schedule, config, mesh):
             "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state["step"]),
         }
-        new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-                     "opt_state": opt_state}
+        params = optax.apply_updates(state["params"], updates)
+        new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
+        if "ema_params" in state:
+            new_state["ema_params"] = ema_update(state["ema_params"], params, config.optim.ema_decay, state["step"])
         return new_state, metrics
 
     def eval_step(params, batch):
@@ -302,9 +322,13 @@ def compile_step(train_step, state, batch):
     return compiled, flops
 
 
-def init_state(graphdef_params, tx, mesh):
+def init_state(graphdef_params, tx, mesh, ema: bool = False):
+    """Step 0, the parameters, Adam's state and, with ``ema``, the moving average (starting at the parameters;
+    its own buffers, since the step donates the state)."""
     _, params = graphdef_params
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+    if ema:
+        state["ema_params"] = jax.tree.map(jnp.copy, params)
     return jax.device_put(state, parallel.replicated(mesh))
 
 
@@ -353,6 +377,8 @@ def sigterm_flag() -> Iterator[list[bool]]:
     def handler(signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint and stopping")
         flag[0] = True
+        if callable(previous):  # a caller's handler (e.g. a campaign leg's) learns of it too
+            previous(signum, frame)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -433,6 +459,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     ``TaskStore`` interface).
     """
     validate_config(config)
+    deadline = time.monotonic() + config.train.max_seconds if config.train.max_seconds else None
+    if config.train.max_seconds and jax.process_count() > 1:
+        raise ValueError("config train.max_seconds works with one process only (each process has its own clock)")
     workdir = prepare_workdir(workdir)
     if config.train.compilation_cache_dir:  # restarts (after a preemption, say) skip recompilation
         jax.config.update("jax_compilation_cache_dir", config.train.compilation_cache_dir)
@@ -461,7 +490,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     schedule = learning_rate_schedule(config)
     tx = make_optimizer(config, schedule)
     train_step, eval_step = make_steps(graphdef, tx, schedule, config, mesh)
-    state = init_state((graphdef, params), tx, mesh)
+    state = init_state((graphdef, params), tx, mesh, ema=config.optim.ema_decay > 0)
     manager = checkpoint.make_manager(workdir, save_every=config.checkpoint.every,
                                       keep_last=config.checkpoint.keep_last, keep_every=config.checkpoint.keep_every)
     writer = MetricWriter(workdir)
@@ -507,17 +536,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
                     window, tick, waited = [], time.perf_counter(), batches.wait_seconds
                 if config.train.eval_every and (step % config.train.eval_every == 0 or step == config.train.steps):
                     started = time.perf_counter()
-                    held_out = evaluate(eval_step, state["params"], eval_batches, mesh)
+                    held_out = evaluate(eval_step, eval_params(state), eval_batches, mesh)
                     writer.write(step, held_out, "eval")
                     tick += time.perf_counter() - started  # keep evaluation out of the training throughput
+                timed_out = deadline is not None and time.monotonic() > deadline
                 preempted = stopping[0] or manager.reached_preemption(step)
-                force = preempted or step == config.train.steps
+                force = preempted or timed_out or step == config.train.steps
                 if force or manager.should_save(step):
                     check_finite(unchecked, checked, step)
                     unchecked, checked = [], step
                     checkpoint.save(manager, step, state, force=force)
                 if preempted:
                     logging.warning("stopped at step %d after a termination signal; rerun to resume", step)
+                    break
+                if timed_out:
+                    logging.info("stopped at step %d after train.max_seconds=%g s; rerun to resume", step,
+                                 config.train.max_seconds)
                     break
                 if step == config.train.steps:
                     break
