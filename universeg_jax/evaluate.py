@@ -26,6 +26,7 @@ How a task is evaluated (``config`` is ``configs/evaluate.py``):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -201,6 +202,8 @@ def check_config(config) -> None:
         raise ValueError(f"config.datasets must be a non-empty list of dataset names, got {config.datasets!r}")
     if not isinstance(config.weights, str) or not config.weights:
         raise ValueError(f"config.weights must be 'default', 'v1', 'none' or a path, got {config.weights!r}")
+    if not isinstance(config.get("manual_dir", ""), str):
+        raise ValueError(f"config.manual_dir must be a folder path or '', got {config.manual_dir!r}")
     if not isinstance(config.output, str) or not config.output:
         raise ValueError(f"config.output must be a directory name or path, got {config.output!r}")
 
@@ -392,6 +395,20 @@ def select_datasets(store, datasets: Sequence[str]):
     return store.select(datasets=names)
 
 
+def evaluable(store, support_size: int):
+    """The store without the tasks too small for ``support_size`` support examples and a query (a raw release's
+    sample may have tasks of one or two images); a dataset left with none is dropped, with a warning."""
+    view = copy.copy(store)
+    view.tasks = [task for task in store.tasks if len(task.examples) > support_size]
+    for dataset in sorted({t.dataset for t in store.tasks} - {t.dataset for t in view.tasks}):
+        logging.warning("dataset %s is left out of the evaluation: no task has %d examples (support %d and a query)",
+                        dataset, support_size + 1, support_size)
+    if not view.tasks:
+        raise ValueError(f"no task of config.datasets has {support_size + 1} examples (the smallest support size "
+                         "and a query)")
+    return view
+
+
 def load_weights(name: str) -> tuple[UniverSeg | None, int | None]:
     """(model, the image side it was trained at) for ``name``: ``'none'`` -> (None, None), baselines only;
     ``'default'`` -> the shipped model; else ``'v1'`` or a path (see ``universeg_jax.trained``)."""
@@ -427,10 +444,15 @@ def run(config, workdir, *, store=None) -> Report:
     config = ml_collections.ConfigDict(config_dict(config))
     config.size = evaluation_size(config.size, trained_size)
     if store is None:
-        from universeg_jax.data.tasks import open_tasks
+        from universeg_jax.data.tasks import default_data_dir, open_tasks
 
+        if config.get("manual_dir"):  # raw MegaMedical downloads: built first; those that do not build left out
+            from universeg_jax import megamedical
+
+            config.datasets = megamedical.prepare(config.datasets, config.manual_dir,
+                                                  config.data_dir or default_data_dir(), config.size)
         store = open_tasks(list(config.datasets), config.data_dir or None, build=True, size=config.size)
-    store = select_datasets(store, config.datasets)
+    store = evaluable(select_datasets(store, config.datasets), min(_ints(config, "support_sizes")))
     shape = np.shape(store[store.tasks[0].examples[0]]["image"])
     if shape != (config.size, config.size, 1):
         raise ValueError(f"the store holds {shape} images but config.size is {config.size}: open the tasks at "
