@@ -13,10 +13,15 @@ start-up included), and runnable on any machine. In order, within ``--budget`` s
    compiled concurrently, timed one by one;
 5. ``loop``: the real training loop (``configs/base.py:gpu_node``, batch 8, support 64, bfloat16) on the
    embedded data: input-wait fraction, episodes/s, TFLOP/s per window;
-6. ``default_model``: ``configs/default_model.py`` for the rest of the budget, exported to
-   ``OUT/default.safetensors`` with its config and metrics.
+6. ``campaign`` (``--train=campaign``, the default): a leg of the campaign (configs/campaign.py,
+   universeg_jax/campaign.py) for the rest of the budget: the committed ``campaign/`` is copied to
+   ``OUT/campaign``, the leg resumes its state, trains, evaluates with ``configs/evaluate.py:check`` and writes
+   the state and a history line there; copy ``OUT/campaign`` over ``campaign/`` and commit it
+   (docs/training.md#campaign). At ``--scale tiny`` the leg starts a new campaign of a tiny model instead;
+   or ``default_model`` (``--train=default_model``): ``configs/default_model.py`` for the rest of the budget,
+   exported to ``OUT/default.safetensors`` with its config and metrics.
 
-The default model's synthetic tasks are built (and packed) by a background process during phases 2-5.
+The trained config's synthetic tasks are built (and packed) by a background process during phases 2-5.
 
   bash benchmarks/gpu/run.sh OUT [BUDGET_S]                                        # on the GPU machine
   python benchmarks/gpu/device_run.py --out /tmp/gpu --data .carry/tfds --scale tiny --budget 400   # any CPU
@@ -240,6 +245,44 @@ def default_model(run: Run, config, workdir: Path, step_s: float | None, synthet
             "last": rows[-1] if rows else None}
 
 
+def campaign_config(scale: str, data_dir: str):
+    """configs/campaign.py on the carried data (built there: nothing to download); at ``tiny`` scale a small model
+    on fewer datasets, for a new campaign (its state could not continue the committed one)."""
+    from configs import campaign as recipe
+
+    config = recipe.get_config()
+    if scale == "tiny":
+        config.model.encoder_blocks = (8, 8)
+        config.data.datasets = ("synthetic_tasks/size64", "mni152_tissue", "bbbc007_nuclei", "cells3d_nuclei")
+        config.data.dataset_weights = "synthetic_tasks=4,mni152_tissue=1,bbbc007_nuclei=1,cells3d_nuclei=1"
+        config.data.support_size, config.train.batch_size, config.train.log_every = 4, 2, 5
+    config.data.data_dir, config.data.build = data_dir, False
+    config.train.compilation_cache_dir = "/tmp/universeg_jax_compilation_cache"
+    return config
+
+
+def campaign_leg(run: Run, config, scale: str, workdir: Path, synthetic) -> dict:
+    """A campaign leg for what the budget leaves, into ``OUT/campaign`` (the committed campaign continued, or at
+    ``tiny`` scale a new one)."""
+    from configs import evaluate as evaluate_configs
+    from universeg_jax import campaign
+
+    campaign_dir = run.out / "campaign"
+    shutil.rmtree(campaign_dir, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+    if scale == "full" and (REPO / "campaign").is_dir():
+        shutil.copytree(REPO / "campaign", campaign_dir)
+    waited = time.perf_counter()
+    if synthetic is not None:
+        synthetic.wait(timeout=max(run.left() - 120, 1))
+    synthetic_wait = time.perf_counter() - waited
+    check = evaluate_configs.get_config("check")
+    check.data_dir = config.data.data_dir
+    row = campaign.run_leg(config, campaign_dir, budget_s=max(run.left() - 20.0, 60.0), workdir=workdir,
+                           evaluations={"check": check})
+    return {"synthetic_wait_s": synthetic_wait, "campaign_dir": str(campaign_dir), "leg": row}
+
+
 def prepare_synthetic(data_dir: str, spec: str) -> None:
     """Builds and packs the synthetic tasks of ``spec`` (``name/config``): run in a background process."""
     from universeg_datasets import registry
@@ -257,6 +300,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO / ".carry/tfds"), help="TFDS data dir with the carried datasets")
     parser.add_argument("--budget", type=float, default=470.0, help="seconds for the whole run")
     parser.add_argument("--scale", choices=("full", "tiny"), default="full")
+    parser.add_argument("--train", choices=("campaign", "default_model"), default="campaign",
+                        help="what the rest of the budget trains: a campaign leg, or the default-model recipe")
     parser.add_argument("--prepare-synthetic", help=argparse.SUPPRESS)  # internal: the background build
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
@@ -277,7 +322,8 @@ def main() -> None:
     # Evaluated afterwards, on a CPU: the held-out datasets need not travel.
     default_config.data.data_dir, default_config.data.build, default_config.data.held_out = args.data, False, ()
     default_config.train.compilation_cache_dir = "/tmp/universeg_jax_compilation_cache"
-    synthetic_spec = next(n for n in default_config.data.datasets if n.startswith("synthetic_tasks"))
+    trained = campaign_config(args.scale, args.data) if args.train == "campaign" else default_config
+    synthetic_spec = next(n for n in trained.data.datasets if n.startswith("synthetic_tasks"))
     # The machine's CPUs build them while its GPU runs phases 2-5 (a few cores stay free for XLA's compiler).
     workers = str(max(1, (os.cpu_count() or 4) - 6))
     synthetic = subprocess.Popen([sys.executable, __file__, "--data", args.data,
@@ -301,9 +347,12 @@ def main() -> None:
     loop_step = step_results.get(f"v1_b{loop_config.train.batch_size}_bfloat16", {}).get("step_s")
     run.phase("loop", loop, run, loop_config, Path("/tmp/universeg_loop_run"), 30.0 if full else 10.0, loop_step)
 
-    default_step = step_results.get("default_model", {}).get("step_s")
-    run.phase("default_model", default_model, run, default_config, Path("/tmp/universeg_default_model"),
-              default_step, synthetic)
+    if args.train == "campaign":
+        run.phase("campaign", campaign_leg, run, trained, args.scale, Path("/tmp/universeg_campaign"), synthetic)
+    else:
+        default_step = step_results.get("default_model", {}).get("step_s")
+        run.phase("default_model", default_model, run, default_config, Path("/tmp/universeg_default_model"),
+                  default_step, synthetic)
     if synthetic.poll() is None:
         synthetic.kill()
     run.results["synthetic_returncode"] = synthetic.returncode
