@@ -139,7 +139,8 @@ def history_table(rows: list[dict]) -> str:
              "Dice of the moving average of the weights on fixed draws (configs/evaluate.py presets, at the "
              "largest support size of each), the baselines on the same draws below. Written by "
              "`python -m universeg_jax.campaign` from history.jsonl.", "",
-             "| " + " | ".join(header + [label(*c) for c in columns]) + " |", "|---" * (len(header) + len(columns)) + "|"]
+             "| " + " | ".join(header + [label(*c) for c in columns]) + " |",
+             "|---" * (len(header) + len(columns)) + "|"]
     dice = lambda row, method, name, dataset: row.get("dice", {}).get(name, {}).get(method, {}).get(dataset)
     cell = lambda value: "" if value is None else f"{value:.3f}"
     for row in rows:

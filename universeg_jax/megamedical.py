@@ -11,7 +11,6 @@ or one folder per dataset named after its builder with the release folder inside
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
