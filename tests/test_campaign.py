@@ -82,6 +82,14 @@ def test_campaign_config_is_the_probe_recipe_with_a_constant_rate_and_a_moving_a
         campaign_config.get_config("gpu")
 
 
+def test_command_line_errors_are_one_line_naming_the_flag(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-m", "universeg_jax.campaign", "--budget=soon",
+                           f"--campaign_dir={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "universeg_jax.campaign: error: --budget: expected a duration" in done.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_max_seconds_stops_training_with_a_checkpoint(tmp_path):
     train.train(tiny_config(**{"train.steps": 1000, "train.max_seconds": 1e-3}), str(tmp_path),
                 train_store=FakeTaskStore())

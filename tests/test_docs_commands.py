@@ -24,7 +24,7 @@ PROGRAMS = ("python", "universeg-jax", "pip", "bash", "launch/", "benchmarks/", 
 
 RUN = "run"  # run as written, in a scratch HOME; must exit 0
 PARSE = "parse"  # universeg-jax: parsed and option-checked by the command's own parser
-MAIN_DRY_RUN = "main --dry_run"  # universeg_jax.main: flags and config checked, nothing run
+MAIN_DRY_RUN = "main --dry_run"  # universeg_jax.main or .campaign: flags and config checked, nothing run
 DRY_RUN = "--dry-run"  # a launch script with --dry-run added
 HELP = "help"  # the program's --help lists every option the command uses
 SYNTAX = "bash -n"  # a shell script that needs another machine: its syntax
@@ -73,6 +73,8 @@ CHECKS = {
     "python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/eval": MAIN_DRY_RUN,
     "python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/eval_baselines "
     "--config.weights=none": MAIN_DRY_RUN,
+    "python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py:megamedical --workdir=runs/cpu "
+    "--config.weights=runs/cpu --config.manual_dir=/data/megamedical --config.output=megamedical": MAIN_DRY_RUN,
     "python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py:check --workdir=runs/eval_baselines "
     "--config.weights=none --config.size=64 --config.output=check_size64": MAIN_DRY_RUN,
     "python -m universeg_jax.main --config=configs/default_model.py:cpu --workdir=runs/default_cpu": MAIN_DRY_RUN,
@@ -126,6 +128,8 @@ CHECKS = {
     "bash benchmarks/gpu/run.sh OUT 470": SYNTAX,
     "python benchmarks/probe_recipe.py --probes=recipe,recipe_seed1,loss_soft_dice --steps=1000 --out=probes.json":
         HELP,
+    "python -m universeg_jax.campaign --budget=45m": MAIN_DRY_RUN,
+    "python -m universeg_jax.campaign --budget=2h --commit": MAIN_DRY_RUN,
 }
 
 

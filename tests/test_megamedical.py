@@ -53,12 +53,12 @@ def test_the_paper_held_out_samples_are_built_and_every_baseline_sees_the_same_d
     config.manual_dir, config.data_dir = str(SAMPLES), str(tmp_path / "tfds")
     config.datasets, config.weights, config.size = ("wbc", "stare"), "none", 64
     report = evaluate.run(config, str(tmp_path))
-    datasets = {t["dataset"] for t in report.tasks}
-    assert "wbc" in datasets  # STARE builds only once its builder reads the sample's labels-vk (issue 25)
-    assert (tmp_path / "tfds" / "wbc" / "size64").is_dir()
+    assert {t["dataset"] for t in report.tasks} == {"wbc", "stare"}  # STARE from the sample's labels-vk
+    assert (tmp_path / "tfds" / "wbc" / "size64").is_dir() and (tmp_path / "tfds" / "stare" / "size64").is_dir()
     for method in evaluate_configs.get_config().baselines:
-        row = report.summary_row(method, 4, scope="dataset", name="wbc")
-        assert 0 <= row["dice_mean"] <= 1 and row["tasks"] == 4 and row["draws"] == 5
+        for dataset, tasks in (("wbc", 4), ("stare", 1)):
+            row = report.summary_row(method, 4, scope="dataset", name=dataset)
+            assert 0 <= row["dice_mean"] <= 1 and row["tasks"] == tasks and row["draws"] == 5
     draws = {}
     for row in report.rows:  # the same (task, draw) units for every method
         draws.setdefault(row["method"], set()).add((row["task"], row["draw"]))

@@ -27,6 +27,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -292,14 +293,27 @@ def commit_command(campaign_dir: Path, row: dict) -> list[str]:
 
 
 def main(argv) -> None:
-    from absl import flags
+    from absl import app, flags
 
-    del argv
-    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("absl").setLevel(logging.WARNING)
-    budget = parse_duration(FLAGS.budget)
-    campaign_dir = Path(FLAGS.campaign_dir)
+    try:
+        leg(flags.FLAGS)
+    except (ValueError, OSError) as err:  # what a user can fix; any other exception is a bug: traceback
+        print(f"universeg_jax.campaign: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def leg(FLAGS) -> None:
+    """One leg as the flags say (with --dry_run, only check them), then the table and the commit."""
+    budget, campaign_dir = parse_duration(FLAGS.budget), Path(FLAGS.campaign_dir)
+    train.validate_config(FLAGS.config)
+    if FLAGS.dry_run:
+        print(f"universeg_jax.campaign: dry run: flags and config are valid; would train a leg of {budget:.0f} s "
+              f"from {campaign_dir / STATE} in {FLAGS.workdir}")
+        return
     row = run_leg(FLAGS.config, campaign_dir, budget_s=budget, workdir=Path(FLAGS.workdir), max_steps=FLAGS.steps)
     print((campaign_dir / TABLE).read_text())
     add, commit = ["git", "add", "--", str(campaign_dir)], commit_command(campaign_dir, row)
@@ -322,6 +336,7 @@ def define_flags() -> None:
                         "TensorBoard); not committed.")
     flags.DEFINE_integer("steps", None, "Also stop the leg at this step.")
     flags.DEFINE_bool("commit", False, "git commit the campaign directory after the leg.")
+    flags.DEFINE_bool("dry_run", False, "Check the flags and the config, say what would run, and stop.")
     flags.mark_flag_as_required("budget")
 
 
