@@ -111,6 +111,7 @@ def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
     dice = first["dice"]["check"]
     assert set(dice) == {"universeg", "spatial_prior", "intensity", "nearest_neighbour", "label_fusion"}
     assert set(dice["universeg"]) == {"fake_held", "all"} and 0 <= dice["universeg"]["all"] <= 1
+    assert "evaluation_errors" not in first
 
     # The next leg starts from the state alone (its workdir is gone) and ends where one run of 5 steps ends.
     import shutil

@@ -276,7 +276,12 @@ def run_leg(config: ml_collections.ConfigDict, campaign_dir, *, budget_s: float,
                 evaluation = ml_collections.ConfigDict(evaluate.config_dict(evaluation))
                 evaluation.weights, evaluation.output = str(workdir), str(workdir / "evaluation" / name)
                 evaluation.data_dir = evaluation.data_dir or config.data.data_dir
-                report = evaluate.run(evaluation, str(workdir), store=(eval_stores or {}).get(name))
+                try:
+                    report = evaluate.run(evaluation, str(workdir), store=(eval_stores or {}).get(name))
+                except Exception as error:  # the leg's training is saved: its history line must not be lost
+                    logging.exception("evaluation %s failed", name)
+                    row.setdefault("evaluation_errors", {})[name] = f"{type(error).__name__}: {error}"[:500]
+                    continue
                 row["dice"][name] = dice_by_dataset(report)
             row["evaluation_s"] = round(time.monotonic() - evaluated, 1)
     row["wall_s"] = round(time.monotonic() - started, 1)

@@ -280,6 +280,7 @@ def campaign_leg(run: Run, config, scale: str, workdir: Path, synthetic) -> dict
     check.data_dir = config.data.data_dir
     row = campaign.run_leg(config, campaign_dir, budget_s=max(run.left() - 20.0, 60.0), workdir=workdir,
                            evaluations={"check": check})
+    shutil.copy(workdir / "metrics.jsonl", run.out / "campaign_metrics.jsonl")
     return {"synthetic_wait_s": synthetic_wait, "campaign_dir": str(campaign_dir), "leg": row}
 
 
