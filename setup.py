@@ -59,8 +59,9 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["universeg_jax", "universeg_jax.*", "universeg_datasets",
-                                               "universeg_datasets.*"]),
+    packages=setuptools.find_packages(
+        include=["universeg_jax", "universeg_jax.*", "universeg_datasets", "universeg_datasets.*"]
+    ),
     include_package_data=True,
     package_data={"universeg_jax": ["assets/*", "app/static/*"], "universeg_datasets": ["*.json", "*/*.json"]},
     install_requires=CORE,

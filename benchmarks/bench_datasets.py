@@ -131,22 +131,36 @@ def bench_raw(copies: int) -> None:
                 raise RuntimeError(f"building {family} failed:\n{result.stderr[-3000:]}")
             r = json.loads(result.stdout.strip().splitlines()[-1])
             per = 1000 / max(r["examples"], 1)
-            print(f"| {family} | {len(names)} | {r['examples']} | {r['seconds']:.1f} | {r['seconds'] * per:.1f} | "
-                  f"{r['bytes'] / 1e6 * per:.1f} |", flush=True)
+            print(
+                f"| {family} | {len(names)} | {r['examples']} | {r['seconds']:.1f} | {r['seconds'] * per:.1f} | "
+                f"{r['bytes'] / 1e6 * per:.1f} |",
+                flush=True,
+            )
         from universeg_datasets import registry
         from universeg_datasets.raw import dummy
 
         for name in registry.RAW:  # every layout present
             dummy.write_dummy(name, manual)
-        command = ["bash", str(repo / "launch" / "prepare_data.sh"), "--dry-run", "--datasets=raw",
-                   f"--manual-dir={manual}", "--tfds-data-dir=gs://bucket/tfds", f"--python={sys.executable}"]
+        command = [
+            "bash",
+            str(repo / "launch" / "prepare_data.sh"),
+            "--dry-run",
+            "--datasets=raw",
+            f"--manual-dir={manual}",
+            "--tfds-data-dir=gs://bucket/tfds",
+            f"--python={sys.executable}",
+        ]
         start = time.perf_counter()
         listing = subprocess.run(command, capture_output=True, text=True, check=True)
         seconds = time.perf_counter() - start
-        builds = sum(line.startswith("+ ") and " universeg_datasets.build " in line and "--list" not in line
-                     for line in listing.stderr.splitlines())
-        print(f"\nprepare_data.sh --dry-run --datasets=raw over {len(registry.RAW)} layouts: {seconds:.1f} s, "
-              f"{builds} build commands listed")
+        builds = sum(
+            line.startswith("+ ") and " universeg_datasets.build " in line and "--list" not in line
+            for line in listing.stderr.splitlines()
+        )
+        print(
+            f"\nprepare_data.sh --dry-run --datasets=raw over {len(registry.RAW)} layouts: {seconds:.1f} s, "
+            f"{builds} build commands listed"
+        )
 
 
 def main() -> None:

@@ -26,8 +26,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="", help="configs/evaluate.py preset ('' = full, 'quick')")
     parser.add_argument("--weights", default=None, help="override config.weights ('default', 'v1', 'none', path)")
-    parser.add_argument("--architecture", default=None,
-                        help="comma-separated encoder blocks of an untrained model to time instead of weights")
+    parser.add_argument(
+        "--architecture",
+        default=None,
+        help="comma-separated encoder blocks of an untrained model to time instead of weights",
+    )
     parser.add_argument("--data_dir", default=None, help="TFDS data dir of the prepared tasks")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # one line per evaluated task
@@ -55,18 +58,23 @@ def main():
     config.size = E.evaluation_size(config.size, trained_size)
 
     tic = time.perf_counter()
-    store = E.select_datasets(open_tasks(list(config.datasets), config.data_dir or None, size=config.size),
-                              config.datasets)
+    store = E.select_datasets(
+        open_tasks(list(config.datasets), config.data_dir or None, size=config.size), config.datasets
+    )
     open_seconds = time.perf_counter() - tic
 
     tic = time.perf_counter()
     report = E.evaluate(model, store, config)
     total = time.perf_counter() - tic
 
-    supports = sum(len(t["support_sizes"]) + (max(config.ensemble_sizes) if t["ensemble"] else 0)
-                   for t in report.tasks) * config.draws
-    print(f"evaluation of {what}, preset {args.preset or 'full'!r}, datasets {list(config.datasets)}, "
-          f"{config.size}x{config.size}")
+    supports = (
+        sum(len(t["support_sizes"]) + (max(config.ensemble_sizes) if t["ensemble"] else 0) for t in report.tasks)
+        * config.draws
+    )
+    print(
+        f"evaluation of {what}, preset {args.preset or 'full'!r}, datasets {list(config.datasets)}, "
+        f"{config.size}x{config.size}"
+    )
     print(f"tasks: {len(report.tasks)} ({', '.join(t['id'] + ' n=' + str(t['examples']) for t in report.tasks)})")
     print(f"support sets predicted per method (upper bound, before reuse): {supports}")
     print(f"opening/building the tasks: {open_seconds:.1f} s")

@@ -82,8 +82,15 @@ def run_labels(mode: str, labels: int, queries: int, support_size: int, ensemble
         query = jnp.asarray(inputs)
         out = []
         for masks in support.masks:  # one pass per label and member, as before the batching
-            total = sum(forward(params, query, jnp.asarray(support.images[m][None, ..., None]),
-                                jnp.asarray(masks[m][None, ..., None])) for m in members)
+            total = sum(
+                forward(
+                    params,
+                    query,
+                    jnp.asarray(support.images[m][None, ..., None]),
+                    jnp.asarray(masks[m][None, ..., None]),
+                )
+                for m in members
+            )
             out.append(np.asarray(total) / len(members))
         return np.stack(out)
 
@@ -102,10 +109,19 @@ def run_labels(mode: str, labels: int, queries: int, support_size: int, ensemble
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     device = jax.devices()[0]
     stats = getattr(device, "memory_stats", lambda: None)() or {}
-    row = {"case": "labels", "mode": mode, "labels": labels, "queries": queries, "ensemble": ensemble,
-           "support": support_size, "passes": len(segmenter._plan(support, **options)["groups"]) if mode == "after"
-           else labels * len(members), "first_run_with_compile_s": round(compile_s, 2), "total_s": round(total, 2),
-           "peak_rss_mib": round(peak_mib), "device": device.platform}
+    row = {
+        "case": "labels",
+        "mode": mode,
+        "labels": labels,
+        "queries": queries,
+        "ensemble": ensemble,
+        "support": support_size,
+        "passes": len(segmenter._plan(support, **options)["groups"]) if mode == "after" else labels * len(members),
+        "first_run_with_compile_s": round(compile_s, 2),
+        "total_s": round(total, 2),
+        "peak_rss_mib": round(peak_mib),
+        "device": device.platform,
+    }
     if "peak_bytes_in_use" in stats:
         row["peak_device_mib"] = round(stats["peak_bytes_in_use"] / 2**20)
     del first
@@ -143,10 +159,16 @@ def run_case(case: str, batch_size: int, queries: int, support_size: int) -> dic
     total = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "case": case, "batch_size": batch_size, "queries": count, "support": support_size,
-        "prepare_support_s": round(prepare, 3), "first_batch_with_compile_s": round(first, 2),
-        "total_s": round(total, 2), "queries_per_s": round(count / total, 3),
-        "s_per_query": round(total / count, 3), "peak_rss_mib": round(peak_mib),
+        "case": case,
+        "batch_size": batch_size,
+        "queries": count,
+        "support": support_size,
+        "prepare_support_s": round(prepare, 3),
+        "first_batch_with_compile_s": round(first, 2),
+        "total_s": round(total, 2),
+        "queries_per_s": round(count / total, 3),
+        "s_per_query": round(total / count, 3),
+        "peak_rss_mib": round(peak_mib),
     }
 
 
@@ -163,8 +185,13 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child and args.cases[0] == "labels":
-        print(json.dumps(run_labels(args.mode, args.labels[0], args.queries or 8, args.support_size, args.ensemble,
-                                    args.memory_budget)))
+        print(
+            json.dumps(
+                run_labels(
+                    args.mode, args.labels[0], args.queries or 8, args.support_size, args.ensemble, args.memory_budget
+                )
+            )
+        )
         return
     if args.child:
         queries = args.queries or (100 if args.cases[0] == "images" else 128)
@@ -174,9 +201,23 @@ def main() -> None:
         if case == "labels":
             for labels in args.labels:
                 for mode in ("before", "after"):
-                    cmd = [sys.executable, __file__, "--child", "--cases", "labels", "--labels", str(labels),
-                           "--mode", mode, "--support-size", str(args.support_size), "--ensemble", str(args.ensemble),
-                           "--memory-budget", str(args.memory_budget)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        "--cases",
+                        "labels",
+                        "--labels",
+                        str(labels),
+                        "--mode",
+                        mode,
+                        "--support-size",
+                        str(args.support_size),
+                        "--ensemble",
+                        str(args.ensemble),
+                        "--memory-budget",
+                        str(args.memory_budget),
+                    ]
                     if args.queries:
                         cmd += ["--queries", str(args.queries)]
                     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -186,8 +227,17 @@ def main() -> None:
                 print(json.dumps({"labels": labels, "max_abs_difference": float(np.abs(a - b).max())}), flush=True)
             continue
         for batch_size in args.batch_size:
-            cmd = [sys.executable, __file__, "--child", "--cases", case, "--batch-size", str(batch_size),
-                   "--support-size", str(args.support_size)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--cases",
+                case,
+                "--batch-size",
+                str(batch_size),
+                "--support-size",
+                str(args.support_size),
+            ]
             if args.queries:
                 cmd += ["--queries", str(args.queries)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -56,8 +56,12 @@ def forward_fn(variant):
 
     def concat(p, q, si, sl):
         out = reference_forward(
-            p, len(model.encoder_blocks), len(model.decoder_blocks),
-            q.transpose(0, 3, 1, 2), si.transpose(0, 1, 4, 2, 3), sl.transpose(0, 1, 4, 2, 3),
+            p,
+            len(model.encoder_blocks),
+            len(model.decoder_blocks),
+            q.transpose(0, 3, 1, 2),
+            si.transpose(0, 1, 4, 2, 3),
+            sl.transpose(0, 1, 4, 2, 3),
         )
         return out.transpose(0, 2, 3, 1)
 
@@ -77,8 +81,14 @@ def run_one(variant, b, s, size, repeats):
     xla_gb = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes + analysis.output_size_in_bytes) / 1e9
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    result = {"variant": variant, "B": b, "S": s, "compile_s": compile_s, "xla_estimate_gb": xla_gb,
-              "xla_flops": float(cost["flops"]) if cost and "flops" in cost else None}
+    result = {
+        "variant": variant,
+        "B": b,
+        "S": s,
+        "compile_s": compile_s,
+        "xla_estimate_gb": xla_gb,
+        "xla_flops": float(cost["flops"]) if cost and "flops" in cost else None,
+    }
     if xla_gb > MEMORY_LIMIT_GB:
         result["skipped"] = f"XLA estimate {xla_gb:.1f} GB > {MEMORY_LIMIT_GB} GB"
         return result
@@ -111,15 +121,25 @@ def run_official(repo, b, s, size, repeats):
             start = time.perf_counter()
             model(q, si, sl)
             times.append(time.perf_counter() - start)
-    return {"variant": f"official torch {torch.__version__}", "B": b, "S": s, "median_s": statistics.median(times),
-            "times_s": times, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+    return {
+        "variant": f"official torch {torch.__version__}",
+        "B": b,
+        "S": s,
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    }
 
 
 def spawn(args, python=sys.executable):
     out = subprocess.run([python, __file__, "--child", json.dumps(args)], capture_output=True, text=True)
     if out.returncode != 0:
-        return {"variant": args["variant"], "B": args["b"], "S": args["s"],
-                "skipped": f"child failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}"}
+        return {
+            "variant": args["variant"],
+            "B": args["b"],
+            "S": args["s"],
+            "skipped": f"child failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}",
+        }
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -131,8 +151,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=["split", "concat"], choices=["split", "concat"])
     parser.add_argument("--official-repo", help="path to a checkout of JJGO/UniverSeg, to time the official model")
-    parser.add_argument("--official-python", default=sys.executable,
-                        help="a Python with torch, einops and pydantic<2 installed (for --official-repo)")
+    parser.add_argument(
+        "--official-python",
+        default=sys.executable,
+        help="a Python with torch, einops and pydantic<2 installed (for --official-repo)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -147,20 +170,35 @@ def main():
     variants = list(args.variants) + (["official"] if args.official_repo else [])
     print(cpu_info.describe(), flush=True)
     peak = cpu_info.matmul_peak()
-    print(f"UniverSeg v1 forward, {args.size}x{args.size}, float32, CPU x{os.cpu_count()}, "
-          f"median of {args.repeats} after warm-up; peak RSS of a fresh process per row")
-    print(f"{'variant':<28}{'B':>3}{'S':>4}{'median s':>10}{'peak RSS GB':>13}{'XLA est GB':>12}{'compile s':>11}{'GFLOP/s':>9}{'of peak':>9}")
+    print(
+        f"UniverSeg v1 forward, {args.size}x{args.size}, float32, CPU x{os.cpu_count()}, "
+        f"median of {args.repeats} after warm-up; peak RSS of a fresh process per row"
+    )
+    print(
+        f"{'variant':<28}{'B':>3}{'S':>4}{'median s':>10}{'peak RSS GB':>13}{'XLA est GB':>12}{'compile s':>11}{'GFLOP/s':>9}{'of peak':>9}"
+    )
     flops = {}  # (B, S) -> XLA's FLOP count of the split model's forward
     for b in args.batch:
         for s in args.support:
             for variant in variants:
                 if variant == "official" and b * s > 64:
-                    print(f"{'official':<28}{b:>3}{s:>4}  not run: killed for memory at 24 GB on this machine "
-                          "(measured once: B=8, S=64 needs more than 24 GB); running it would starve other processes", flush=True)
+                    print(
+                        f"{'official':<28}{b:>3}{s:>4}  not run: killed for memory at 24 GB on this machine "
+                        "(measured once: B=8, S=64 needs more than 24 GB); running it would starve other processes",
+                        flush=True,
+                    )
                     continue
-                r = spawn({"variant": variant, "b": b, "s": s, "size": args.size, "repeats": args.repeats,
-                           "repo": args.official_repo},
-                          args.official_python if variant == "official" else sys.executable)
+                r = spawn(
+                    {
+                        "variant": variant,
+                        "b": b,
+                        "s": s,
+                        "size": args.size,
+                        "repeats": args.repeats,
+                        "repo": args.official_repo,
+                    },
+                    args.official_python if variant == "official" else sys.executable,
+                )
                 if "skipped" in r:
                     print(f"{r['variant']:<28}{b:>3}{s:>4}  not run: {r['skipped']}", flush=True)
                     continue
@@ -171,8 +209,11 @@ def main():
                 # GFLOP/s of the split model's XLA count for every row: the same work, so the rates compare.
                 rate = flops[(b, s)] / r["median_s"] / 1e9 if flops.get((b, s)) else None
                 rate_text = f"{rate:>9.1f}{rate / peak:>9.1%}" if rate else f"{'-':>9}{'-':>9}"
-                print(f"{r['variant']:<28}{b:>3}{s:>4}{r['median_s']:>10.3f}{r['peak_rss_gb']:>13.2f}"
-                      f"{est:>12}{comp:>11}{rate_text}", flush=True)
+                print(
+                    f"{r['variant']:<28}{b:>3}{s:>4}{r['median_s']:>10.3f}{r['peak_rss_gb']:>13.2f}"
+                    f"{est:>12}{comp:>11}{rate_text}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

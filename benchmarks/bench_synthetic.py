@@ -106,8 +106,10 @@ def summarise(rows: list[dict], key: str) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for name, group in sorted(groups.items(), key=lambda item: (item[0] == "all", item[0])):
-        column = {field: np.array([r[field] for r in group]) for field in ("foreground", "components", "intensity",
-                                                                             "nearest_neighbour")}
+        column = {
+            field: np.array([r[field] for r in group])
+            for field in ("foreground", "components", "intensity", "nearest_neighbour")
+        }
         lines.append(
             f"| {name} | {len(group)} | {100 * np.median(column['foreground']):.1f} | "
             f"{np.median(column['components']):.1f} | {column['intensity'].mean():.2f} | "
@@ -162,8 +164,12 @@ def figure(path: str, size: int, draws: int, subjects: int = 3) -> None:
             axis.set_xticks([])
             axis.set_yticks([])
         row[0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle(f"synthetic_tasks {synthetic_tasks.SyntheticTasks.VERSION}: one task per family (image, label in red; "
-                 f"{subjects} subjects) and real_synthetic_labels", fontsize=9, y=1 - 0.12 / height)
+    fig.suptitle(
+        f"synthetic_tasks {synthetic_tasks.SyntheticTasks.VERSION}: one task per family (image, label in red; "
+        f"{subjects} subjects) and real_synthetic_labels",
+        fontsize=9,
+        y=1 - 0.12 / height,
+    )
     fig.subplots_adjust(left=2.4 / width, right=0.995, top=1 - 0.4 / height, bottom=0.005, wspace=0.04, hspace=0.06)
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=80)
@@ -199,8 +205,10 @@ def main() -> None:
         {"family": family, "layout": layout, "appearance": appearance, **score_task(images, labels, args.support)}
         for family, layout, appearance, images, labels in synthetic_episodes(args.draws, args.size, count)
     ]
-    print(f"synthetic_tasks {synthetic_tasks.SyntheticTasks.VERSION}, {args.draws} draws at {args.size} px, "
-          f"support {args.support}, {args.queries} queries ({time.perf_counter() - start:.0f} s)\n")
+    print(
+        f"synthetic_tasks {synthetic_tasks.SyntheticTasks.VERSION}, {args.draws} draws at {args.size} px, "
+        f"support {args.support}, {args.queries} queries ({time.perf_counter() - start:.0f} s)\n"
+    )
     for key in ("layout", "appearance", "family"):
         print("\n".join(summarise(rows, key)) + "\n")
     if not args.no_real:
@@ -209,7 +217,9 @@ def main() -> None:
             {"rule": family, **score_task(images, labels, args.support)}
             for family, _, _, images, labels in real_episodes(args.size, count)
         ]
-        print(f"real_synthetic_labels {synthetic_real.RealSyntheticLabels.VERSION} ({time.perf_counter() - start:.0f} s)\n")
+        print(
+            f"real_synthetic_labels {synthetic_real.RealSyntheticLabels.VERSION} ({time.perf_counter() - start:.0f} s)\n"
+        )
         print("\n".join(summarise(real, "rule")) + "\n")
     if args.figure:
         figure(args.figure, args.size, args.draws)

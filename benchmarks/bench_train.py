@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 import cpu_info  # noqa: E402
+
 BASELINE_COMMIT = "b6d9242"  # the last commit with the numpy (host) augmentation
 
 PAPER = {"train.batch_size": 1, "data.support_size": 64}
@@ -80,8 +81,13 @@ def random_batch(config, seed=0):
     rng = np.random.default_rng(seed)
     image = lambda *shape: rng.integers(0, 256, shape + (size, size, 1), dtype=np.uint8)
     label = lambda *shape: (rng.random(shape + (size, size, 1)) > 0.5).astype(np.uint8)
-    return {"query": image(b), "query_label": label(b), "support_images": image(b, s),
-            "support_labels": label(b, s), "episode": np.arange(b, dtype=np.int32)}
+    return {
+        "query": image(b),
+        "query_label": label(b),
+        "support_images": image(b, s),
+        "support_labels": label(b, s),
+        "episode": np.arange(b, dtype=np.int32),
+    }
 
 
 def lower_step(config, mesh=None):
@@ -123,8 +129,12 @@ def time_step(compiled, state, batch, steps, batch_size) -> dict:
         if i >= 2:
             times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
-    return {"step_s": step_s, "step_s_spread": max(times) - min(times), "steps_per_s": 1 / step_s,
-            "episodes_per_s": batch_size / step_s}
+    return {
+        "step_s": step_s,
+        "step_s_spread": max(times) - min(times),
+        "steps_per_s": 1 / step_s,
+        "episodes_per_s": batch_size / step_s,
+    }
 
 
 def bench_step(config, steps):
@@ -172,8 +182,13 @@ def bench_official_step(repo, steps, batch_size=4, support_size=16, size=128):
         if i >= 2:
             times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
-    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "step_s": step_s,
-            "step_s_spread": max(times) - min(times), "episodes_per_s": batch_size / step_s}
+    return {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "step_s": step_s,
+        "step_s_spread": max(times) - min(times),
+        "episodes_per_s": batch_size / step_s,
+    }
 
 
 def bench_augment_share(config, steps):
@@ -182,8 +197,11 @@ def bench_augment_share(config, steps):
     for spec in list(config.augment.in_task.values()) + list(config.augment.task.values()):
         spec.p = 0.0
     without = bench_step(config, steps)
-    return {"step_s_augmented": with_augment["step_s"], "step_s_plain": without["step_s"],
-            "augmentation_share": 1 - without["step_s"] / with_augment["step_s"]}
+    return {
+        "step_s_augmented": with_augment["step_s"],
+        "step_s_plain": without["step_s"],
+        "augmentation_share": 1 - without["step_s"] / with_augment["step_s"],
+    }
 
 
 def bench_pipeline(config, steps):
@@ -207,8 +225,11 @@ def bench_pipeline(config, steps):
         jax.block_until_ready(augment(batch))
         host, device = host + middle - start, device + time.perf_counter() - middle
     episodes_done = steps * config.train.batch_size
-    return {"episodes_per_s": episodes_done / (host + device), "host_ms_per_episode": 1e3 * host / episodes_done,
-            "augment_ms_per_episode": 1e3 * device / episodes_done}
+    return {
+        "episodes_per_s": episodes_done / (host + device),
+        "host_ms_per_episode": 1e3 * host / episodes_done,
+        "augment_ms_per_episode": 1e3 * device / episodes_done,
+    }
 
 
 def bench_old_pipeline(name, steps, commit):
@@ -220,15 +241,21 @@ def bench_old_pipeline(name, steps, commit):
     old_case = name.replace("pipeline_old_", "pipeline_")
     with tempfile.TemporaryDirectory() as folder:
         tree, packages = Path(folder) / "old", Path(folder) / "packages"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), commit], cwd=REPO, check=True, capture_output=True
+        )
         packages.mkdir()
         if (tree / "datasets").is_dir():
             (packages / "universeg_datasets").symlink_to(tree / "datasets")
         env = {**os.environ, "PYTHONPATH": f"{packages}:{tree}", "TFDS_DATA_DIR": f"{default_data_dir()}_{commit}"}
         try:
-            out = subprocess.run([sys.executable, "benchmarks/bench_train.py", f"--case={old_case}",
-                                  f"--steps={steps}"], cwd=tree, capture_output=True, text=True, env=env)
+            out = subprocess.run(
+                [sys.executable, "benchmarks/bench_train.py", f"--case={old_case}", f"--steps={steps}"],
+                cwd=tree,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
     if out.returncode:
@@ -249,9 +276,12 @@ def bench_input_wait(config, steps):
         wall = time.perf_counter() - started
         rows = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
     windows = [r for r in rows if r["prefix"] == "train"]
-    return {"input_wait_fraction": statistics.mean(r["input_wait_fraction"] for r in windows),
-            "steps_per_s": statistics.mean(r["steps_per_second"] for r in windows), "wall_s": wall,
-            "windows": len(windows)}
+    return {
+        "input_wait_fraction": statistics.mean(r["input_wait_fraction"] for r in windows),
+        "steps_per_s": statistics.mean(r["steps_per_second"] for r in windows),
+        "wall_s": wall,
+        "windows": len(windows),
+    }
 
 
 def run_case(name, steps, loop_steps, commit, official_repo=None):
@@ -278,10 +308,16 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps (or batches) per case")
     parser.add_argument("--loop-steps", type=int, default=200, help="steps of the input_wait_cpu run")
     parser.add_argument("--baseline-commit", default=BASELINE_COMMIT, help="commit of the old (numpy) pipeline")
-    parser.add_argument("--official-repo", help="a checkout of JJGO/UniverSeg: adds the case official_v1_b4_s16, the "
-                        "official PyTorch model's train step next to v1_b4_s16")
-    parser.add_argument("--official-python", default=sys.executable,
-                        help="a Python with torch, einops and pydantic<2 installed (for --official-repo)")
+    parser.add_argument(
+        "--official-repo",
+        help="a checkout of JJGO/UniverSeg: adds the case official_v1_b4_s16, the "
+        "official PyTorch model's train step next to v1_b4_s16",
+    )
+    parser.add_argument(
+        "--official-python",
+        default=sys.executable,
+        help="a Python with torch, einops and pydantic<2 installed (for --official-repo)",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
     if args.case:
@@ -297,15 +333,29 @@ def main():
             parser.error(f"unknown case {name!r}; known: {known}")
         python = args.official_python if name.startswith("official") else sys.executable
         official = [f"--official-repo={args.official_repo}"] if args.official_repo else []
-        out = subprocess.run([python, __file__, f"--case={name}", f"--steps={args.steps}",
-                              f"--loop-steps={args.loop_steps}", f"--baseline-commit={args.baseline_commit}",
-                              *official], capture_output=True, text=True, cwd=REPO)
+        out = subprocess.run(
+            [
+                python,
+                __file__,
+                f"--case={name}",
+                f"--steps={args.steps}",
+                f"--loop-steps={args.loop_steps}",
+                f"--baseline-commit={args.baseline_commit}",
+                *official,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         if out.returncode:
             print(f"{name}: failed\n{out.stderr[-3000:]}", flush=True)
             continue
         figures = json.loads(out.stdout.strip().splitlines()[-1])[name]
-        print(f"{name:26s} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in figures.items()), flush=True)
+        print(
+            f"{name:26s} "
+            + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

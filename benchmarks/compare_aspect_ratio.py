@@ -103,8 +103,10 @@ def unfit(probabilities: np.ndarray, shape, mode: str) -> np.ndarray:
 
 def round_trip(items, size: int, mode: str) -> list[float]:
     """Dice of each label fitted to ``size`` and brought back to its native size: what the mode itself loses."""
-    return [float(metrics.dice(unfit(fit(image, mask, size, mode)[1], mask.shape, mode) >= 0.5, mask))
-            for image, mask in items]
+    return [
+        float(metrics.dice(unfit(fit(image, mask, size, mode)[1], mask.shape, mode) >= 0.5, mask))
+        for image, mask in items
+    ]
 
 
 def leave_one_out(items, predictor, size: int, mode: str) -> list[float]:
@@ -127,10 +129,15 @@ def main(argv=None) -> None:
     parser.add_argument("--band", type=float, nargs=2, default=(0.7, 1.0), metavar=("LOW", "HIGH"))
     args = parser.parse_args(argv)
     names = [baselines.make_baseline(n).name for n in baselines.BASELINES]
-    print(f"size {args.size}; Dice at native size; round trip: every label fitted and brought back; baselines: "
-          "leave one out in each task with 2+ images, mean over its queries, tasks weigh equally\n")
-    print("| dataset | tasks (2+ images) | labelled images | height/width | mode | round trip | " + " | ".join(names)
-          + " | baselines' mean |")
+    print(
+        f"size {args.size}; Dice at native size; round trip: every label fitted and brought back; baselines: "
+        "leave one out in each task with 2+ images, mean over its queries, tasks weigh equally\n"
+    )
+    print(
+        "| dataset | tasks (2+ images) | labelled images | height/width | mode | round trip | "
+        + " | ".join(names)
+        + " | baselines' mean |"
+    )
     print("|---|---|---|---|---|---|" + "---|" * (len(names) + 1))
     totals = collections.defaultdict(list)
     for name in DATASETS:
@@ -146,8 +153,11 @@ def main(argv=None) -> None:
             report(label, tasks, args.size, totals)
     for mode, rows in totals.items():
         mean = np.mean(rows, axis=0)
-        print(f"| datasets with baselines, equal weight | | | | {mode} | | " + " | ".join(f"{v:.3f}" for v in mean)
-              + f" | {mean.mean():.3f} |")
+        print(
+            f"| datasets with baselines, equal weight | | | | {mode} | | "
+            + " | ".join(f"{v:.3f}" for v in mean)
+            + f" | {mean.mean():.3f} |"
+        )
 
 
 def report(name: str, tasks, size: int, totals) -> None:
@@ -157,14 +167,21 @@ def report(name: str, tasks, size: int, totals) -> None:
     labelled = sum(len(items) for items in tasks.values())
     for mode in MODES:
         trip = np.mean([np.mean(round_trip(items, size, mode)) for items in tasks.values()])
-        row = [float(np.mean([np.mean(leave_one_out(items, baselines.make_baseline(b), size, mode))
-                              for items in shared])) if shared else float("nan") for b in baselines.BASELINES]
+        row = [
+            float(np.mean([np.mean(leave_one_out(items, baselines.make_baseline(b), size, mode)) for items in shared]))
+            if shared
+            else float("nan")
+            for b in baselines.BASELINES
+        ]
         if shared:
             totals[mode].append(row)
         cells = " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in row)
         mean = f"{np.mean(row):.3f}" if shared else "-"
-        print(f"| {name} | {len(tasks)} ({len(shared)}) | {labelled} | {min(ratios):.2f}-{max(ratios):.2f} | {mode} | "
-              f"{trip:.3f} | {cells} | {mean} |", flush=True)
+        print(
+            f"| {name} | {len(tasks)} ({len(shared)}) | {labelled} | {min(ratios):.2f}-{max(ratios):.2f} | {mode} | "
+            f"{trip:.3f} | {cells} | {mean} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

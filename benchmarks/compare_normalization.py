@@ -47,8 +47,9 @@ def load():
 
 def standardized(volume, label, axis, scope):
     """(n, 128, 128) images as the builders store them (uint8 steps) and labels, for every slice of ``axis``."""
-    images = pp.standardize_slices(pp.volume_slices(volume, axis), SIZE, scope=scope,
-                                    volume_range=pp.intensity_range(volume))
+    images = pp.standardize_slices(
+        pp.volume_slices(volume, axis), SIZE, scope=scope, volume_range=pp.intensity_range(volume)
+    )
     images = np.round(images * 255) / 255
     labels = pp.resize_label(pp.volume_slices(label, axis), SIZE, "area")
     return images.astype(np.float32), labels
@@ -95,10 +96,12 @@ def run_volume(images, labels, predictors, support):
     empty = ~labels.reshape(len(labels), -1).any(axis=1)
     out = {}
     for p in predictors:
-        probs = np.concatenate([
-            p(images[picks][..., None], labels[picks][..., None], images[i : i + 32][..., None])
-            for i in range(0, len(images), 32)
-        ])
+        probs = np.concatenate(
+            [
+                p(images[picks][..., None], labels[picks][..., None], images[i : i + 32][..., None])
+                for i in range(0, len(images), 32)
+            ]
+        )
         pred = probs >= 0.5
         truth = labels > 0
         out[p.name] = (dice(pred, truth), dice(pred[far], truth[far]), int(pred[empty].sum()))
@@ -122,12 +125,19 @@ def main(argv=None):
             whole = run_volume(images, labels, predictors, args.volume_support)
             for name in slabs:
                 rows.append((axis, scope, name, slabs[name], *whole[name]))
-                print(f"axis {axis} {scope:6s} {name:18s} slabs {slabs[name]:.3f}  volume {whole[name][0]:.3f} "
-                      f"far {whole[name][1]:.3f} fp-empty {whole[name][2]}", flush=True)
-    print(f"\n{time.perf_counter() - start:.0f} s; volume {volume.shape} (RAS), slab support {args.support}, "
-          f"draws {args.draws}; volume support {args.volume_support}\n")
-    print("| predictor | scope | slabs: Dice, axis 0 / 1 / 2 | mean | volume: Dice, axis 0 / 1 / 2 | mean | "
-          f"Dice >= {FAR} slices from the support | false-positive voxels in empty slices |")
+                print(
+                    f"axis {axis} {scope:6s} {name:18s} slabs {slabs[name]:.3f}  volume {whole[name][0]:.3f} "
+                    f"far {whole[name][1]:.3f} fp-empty {whole[name][2]}",
+                    flush=True,
+                )
+    print(
+        f"\n{time.perf_counter() - start:.0f} s; volume {volume.shape} (RAS), slab support {args.support}, "
+        f"draws {args.draws}; volume support {args.volume_support}\n"
+    )
+    print(
+        "| predictor | scope | slabs: Dice, axis 0 / 1 / 2 | mean | volume: Dice, axis 0 / 1 / 2 | mean | "
+        f"Dice >= {FAR} slices from the support | false-positive voxels in empty slices |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in ("intensity", "label_fusion", "nearest_neighbour"):
         for scope in pp.NORMALIZATION_SCOPES:
@@ -136,8 +146,10 @@ def main(argv=None):
             vol = [r[4] for r in mine]
             far = [r[5] for r in mine]
             fp = sum(r[6] for r in mine)
-            print(f"| {name} | {scope} | {' / '.join(f'{v:.3f}' for v in slab)} | **{np.mean(slab):.3f}** | "
-                  f"{' / '.join(f'{v:.3f}' for v in vol)} | **{np.mean(vol):.3f}** | {np.mean(far):.3f} | {fp} |")
+            print(
+                f"| {name} | {scope} | {' / '.join(f'{v:.3f}' for v in slab)} | **{np.mean(slab):.3f}** | "
+                f"{' / '.join(f'{v:.3f}' for v in vol)} | **{np.mean(vol):.3f}** | {np.mean(far):.3f} | {fp} |"
+            )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,10 @@ def matmul_peak(n: int = 2048, repeats: int = 7) -> float:
 
 def describe() -> str:
     flags = sorted(cpu_flags() & set(VECTOR_FLAGS))
-    return (f"CPU: {cpu_model()}, {os.cpu_count()} cores, instruction set {instruction_set()} "
-            f"({' '.join(flags) or 'no x86 vector flags'}); XLA float32 matmul peak {matmul_peak():.0f} GFLOP/s")
+    return (
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores, instruction set {instruction_set()} "
+        f"({' '.join(flags) or 'no x86 vector flags'}); XLA float32 matmul peak {matmul_peak():.0f} GFLOP/s"
+    )
 
 
 if __name__ == "__main__":

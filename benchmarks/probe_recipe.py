@@ -29,13 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from configs import base  # noqa: E402
+
 SYNTHETIC = "synthetic_tasks/tasks2000_size64"
 CHECK_SUPPORT = 16  # the support size of configs/evaluate.py:check
 REAL = "real_synthetic_labels,mni152_tissue,bbbc007_nuclei,cells3d_nuclei"
 
 # The paper's task-augmentation probabilities (configs/base.py; the recipe halves them to 0.25).
-PAPER_TASK_AUGMENTATION = {f"augment.task.{name}.p": augmentation.p
-                           for name, augmentation in base.get_config().augment.task.items()}
+PAPER_TASK_AUGMENTATION = {
+    f"augment.task.{name}.p": augmentation.p for name, augmentation in base.get_config().augment.task.items()
+}
 # name -> config overrides of the probe preset
 PROBES = {
     "recipe": {},
@@ -61,22 +63,46 @@ def run_probe(name: str, overrides: dict, steps: int, workdir: Path) -> dict:
     """Train one probe, then evaluate it with configs/evaluate.py:check; returns its row."""
     flags = {"train.steps": steps, "train.eval_every": 0, "checkpoint.every": steps, **overrides}
     started = time.perf_counter()
-    run([sys.executable, "-m", "universeg_jax.main", "--config=configs/default_model.py:probe",
-         f"--workdir={workdir}"] + [f"--config.{key}={value}" for key, value in flags.items()], name)
+    run(
+        [sys.executable, "-m", "universeg_jax.main", "--config=configs/default_model.py:probe", f"--workdir={workdir}"]
+        + [f"--config.{key}={value}" for key, value in flags.items()],
+        name,
+    )
     minutes = (time.perf_counter() - started) / 60
-    run([sys.executable, "-m", "universeg_jax.main", "--mode=evaluate", "--config=configs/evaluate.py:check",
-         f"--workdir={workdir}", f"--config.weights={workdir}"], name)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "universeg_jax.main",
+            "--mode=evaluate",
+            "--config=configs/evaluate.py:check",
+            f"--workdir={workdir}",
+            f"--config.weights={workdir}",
+        ],
+        name,
+    )
     train = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in train if r["prefix"] == "train"]
     summary = json.loads((workdir / "evaluation" / "report.json").read_text())["summary"]
-    dice = {(r["method"], r["name"]): r["dice_mean"] for r in summary
-            if r["experiment"] == "support_size" and r["support_size"] == CHECK_SUPPORT
-            and r["scope"] in ("dataset", "datasets")}
-    return {"probe": name, "overrides": overrides, "steps": steps, "train_minutes": round(minutes, 2),
-            "episodes_per_second": statistics.median(r["episodes_per_second"] for r in train),
-            "train_loss_last": train[-1]["loss"],
-            "dice": {method: {dataset: d for (m, dataset), d in dice.items() if m == method}
-                     for method in sorted({m for m, _ in dice})}}
+    dice = {
+        (r["method"], r["name"]): r["dice_mean"]
+        for r in summary
+        if r["experiment"] == "support_size"
+        and r["support_size"] == CHECK_SUPPORT
+        and r["scope"] in ("dataset", "datasets")
+    }
+    return {
+        "probe": name,
+        "overrides": overrides,
+        "steps": steps,
+        "train_minutes": round(minutes, 2),
+        "episodes_per_second": statistics.median(r["episodes_per_second"] for r in train),
+        "train_loss_last": train[-1]["loss"],
+        "dice": {
+            method: {dataset: d for (m, dataset), d in dice.items() if m == method}
+            for method in sorted({m for m, _ in dice})
+        },
+    }
 
 
 def run(command: list[str], name: str) -> None:
@@ -102,19 +128,27 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             rows.append(run_probe(name, PROBES[name], args.steps, Path(tmp) / name))
-            print(f"{name}: {rows[-1]['train_minutes']:.1f} min, mean held-out Dice "
-                  f"{rows[-1]['dice']['universeg']['all']:.3f}", flush=True)
+            print(
+                f"{name}: {rows[-1]['train_minutes']:.1f} min, mean held-out Dice "
+                f"{rows[-1]['dice']['universeg']['all']:.3f}",
+                flush=True,
+            )
             if args.out:  # after every probe: a run cut short keeps what it measured
                 Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     datasets = [d for d in rows[0]["dice"]["universeg"] if d != "all"]
-    print(f"\nHeld-out Dice at support {CHECK_SUPPORT} (configs/evaluate.py:check), {args.steps} steps per probe "
-          f"of configs/default_model.py:probe, {os.cpu_count()} CPUs:\n")
+    print(
+        f"\nHeld-out Dice at support {CHECK_SUPPORT} (configs/evaluate.py:check), {args.steps} steps per probe "
+        f"of configs/default_model.py:probe, {os.cpu_count()} CPUs:\n"
+    )
     print("| probe | train min | episodes/s | last train loss | mean over datasets | " + " | ".join(datasets) + " |")
     print("|---" * (5 + len(datasets)) + "|")
     for row in rows:
-        print(f"| {row['probe']} | {row['train_minutes']:.1f} | {row['episodes_per_second']:.1f} | "
-              f"{row['train_loss_last']:.3f} | {row['dice']['universeg']['all']:.3f} | "
-              + " | ".join(f"{row['dice']['universeg'][d]:.3f}" for d in datasets) + " |")
+        print(
+            f"| {row['probe']} | {row['train_minutes']:.1f} | {row['episodes_per_second']:.1f} | "
+            f"{row['train_loss_last']:.3f} | {row['dice']['universeg']['all']:.3f} | "
+            + " | ".join(f"{row['dice']['universeg'][d]:.3f}" for d in datasets)
+            + " |"
+        )
     for method, dice in rows[0]["dice"].items():  # the baselines see the same episodes in every probe
         if method != "universeg":
             print(f"| *{method}* | | | | {dice['all']:.3f} | " + " | ".join(f"{dice[d]:.3f}" for d in datasets) + " |")

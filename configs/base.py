@@ -20,29 +20,33 @@ PRESETS = ("default", "cpu", "tpu_pod", "gpu_node")
 
 def _augmentations() -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
     """(in-task, task) augmentation lists of the paper (UniverSeg paper, section 3.3 and appendix)."""
-    in_task = ml_collections.ConfigDict({
-        "affine": {"p": 0.25, "degrees": 10.0, "scale": (0.9, 1.1), "translate": 0.05, "shear": 5.0},
-        "brightness_contrast": {"p": 0.5, "brightness": 0.1, "contrast": (0.8, 1.2)},
-        "blur": {"p": 0.25, "sigma": (0.1, 1.0)},
-        "noise": {"p": 0.25, "std": (0.0, 0.05)},
-        "sharpness": {"p": 0.25, "amount": (0.0, 2.0)},
-        "elastic": {"p": 0.25, "alpha": (0.0, 0.05), "sigma": (0.06, 0.12)},
-    })
-    task = ml_collections.ConfigDict({
-        "flip_intensities": {"p": 0.5},
-        "flip_labels": {"p": 0.5},
-        "sobel_edges": {"p": 0.5},
-        "hflip": {"p": 0.5},
-        "vflip": {"p": 0.5},
-        "affine": {"p": 0.5, "degrees": 180.0, "scale": (0.8, 1.1), "translate": 0.1, "shear": 10.0},
-        "brightness_contrast": {"p": 0.5, "brightness": 0.1, "contrast": (0.8, 1.2)},
-        "blur": {"p": 0.5, "sigma": (0.1, 1.5)},
-        "noise": {"p": 0.5, "std": (0.0, 0.05)},
-        "sharpness": {"p": 0.5, "amount": (0.0, 2.0)},
-        "elastic": {"p": 0.25, "alpha": (0.0, 0.08), "sigma": (0.06, 0.12)},
-        "dilate_erode": {"p": 0.5, "radius": (1, 2)},
-        "morph_gradient": {"p": 0.5, "radius": 1},
-    })
+    in_task = ml_collections.ConfigDict(
+        {
+            "affine": {"p": 0.25, "degrees": 10.0, "scale": (0.9, 1.1), "translate": 0.05, "shear": 5.0},
+            "brightness_contrast": {"p": 0.5, "brightness": 0.1, "contrast": (0.8, 1.2)},
+            "blur": {"p": 0.25, "sigma": (0.1, 1.0)},
+            "noise": {"p": 0.25, "std": (0.0, 0.05)},
+            "sharpness": {"p": 0.25, "amount": (0.0, 2.0)},
+            "elastic": {"p": 0.25, "alpha": (0.0, 0.05), "sigma": (0.06, 0.12)},
+        }
+    )
+    task = ml_collections.ConfigDict(
+        {
+            "flip_intensities": {"p": 0.5},
+            "flip_labels": {"p": 0.5},
+            "sobel_edges": {"p": 0.5},
+            "hflip": {"p": 0.5},
+            "vflip": {"p": 0.5},
+            "affine": {"p": 0.5, "degrees": 180.0, "scale": (0.8, 1.1), "translate": 0.1, "shear": 10.0},
+            "brightness_contrast": {"p": 0.5, "brightness": 0.1, "contrast": (0.8, 1.2)},
+            "blur": {"p": 0.5, "sigma": (0.1, 1.5)},
+            "noise": {"p": 0.5, "std": (0.0, 0.05)},
+            "sharpness": {"p": 0.5, "amount": (0.0, 2.0)},
+            "elastic": {"p": 0.25, "alpha": (0.0, 0.08), "sigma": (0.06, 0.12)},
+            "dilate_erode": {"p": 0.5, "radius": (1, 2)},
+            "morph_gradient": {"p": 0.5, "radius": 1},
+        }
+    )
     return in_task, task
 
 

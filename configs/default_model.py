@@ -40,10 +40,16 @@ def get_config(preset: str | None = None):
     config = base.get_config("gpu_node")
     config.model.encoder_blocks = (64, 64, 64, 64)
     config.model.dtype = "bfloat16"
-    config.data.datasets = ("synthetic_tasks/tasks2000_size128", "real_synthetic_labels", "mni152_tissue",
-                            "bbbc007_nuclei", "cells3d_nuclei")
-    config.data.dataset_weights = ("synthetic_tasks=4,real_synthetic_labels=2,mni152_tissue=1,bbbc007_nuclei=1,"
-                                   "cells3d_nuclei=1")
+    config.data.datasets = (
+        "synthetic_tasks/tasks2000_size128",
+        "real_synthetic_labels",
+        "mni152_tissue",
+        "bbbc007_nuclei",
+        "cells3d_nuclei",
+    )
+    config.data.dataset_weights = (
+        "synthetic_tasks=4,real_synthetic_labels=2,mni152_tissue=1,bbbc007_nuclei=1,cells3d_nuclei=1"
+    )
     config.data.held_out = DEFAULT_HELD_OUT
     config.data.size = 128
     config.data.support_size = 16
@@ -73,8 +79,9 @@ def get_config(preset: str | None = None):
     elif preset in ("probe", "cpu"):
         config.model.encoder_blocks = (32, 32, 32, 32)
         config.model.dtype = "float32"
-        config.data.datasets = tuple(name.replace("tasks2000_size128", "tasks2000_size64")
-                                     for name in config.data.datasets)
+        config.data.datasets = tuple(
+            name.replace("tasks2000_size128", "tasks2000_size64") for name in config.data.datasets
+        )
         config.data.size = 64
         config.data.support_size = 8
         config.data.num_workers = 0

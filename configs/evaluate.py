@@ -72,6 +72,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.ensemble_support_size = 4
         config.max_queries = 4
     elif arg not in (None, ""):
-        raise ValueError(f"unknown evaluation preset {arg!r}; use configs/evaluate.py, configs/evaluate.py:quick, "
-                         "configs/evaluate.py:check or configs/evaluate.py:megamedical")
+        raise ValueError(
+            f"unknown evaluation preset {arg!r}; use configs/evaluate.py, configs/evaluate.py:quick, "
+            "configs/evaluate.py:check or configs/evaluate.py:megamedical"
+        )
     return config

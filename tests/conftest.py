@@ -77,8 +77,7 @@ class FakeTaskStore:
     def gather(self, indices):
         """uint8 images and labels, as ``TaskStore.gather``."""
         indices = np.asarray(indices)
-        return (np.round(self._images[indices] * 255).astype(np.uint8),
-                self._labels[indices].astype(np.uint8))
+        return (np.round(self._images[indices] * 255).astype(np.uint8), self._labels[indices].astype(np.uint8))
 
     def select(self, datasets=None, exclude=()):
         view = object.__new__(FakeTaskStore)

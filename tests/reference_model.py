@@ -13,7 +13,11 @@ import numpy as np
 def _conv(x, weight, bias):
     """torch ``Conv2d(padding=k//2)`` on (N, C, H, W)."""
     y = jax.lax.conv_general_dilated(
-        x, weight, (1, 1), "SAME", dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        x,
+        weight,
+        (1, 1),
+        "SAME",
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
         precision=jax.lax.Precision.HIGHEST,
     )
     return y + bias[None, :, None, None]

@@ -189,8 +189,10 @@ def test_threshold_only_changes_the_label_map(client, nuclei):
     low = decode(client.get(f"/api/queries/{first}/view", params={"threshold": 0.05}).json()["prediction"], (256, 256))
     high = decode(client.get(f"/api/queries/{first}/view", params={"threshold": 0.95}).json()["prediction"], (256, 256))
     assert (high <= low).all()
-    masks = [tifffile.imread(_io.BytesIO(client.get(f"/api/queries/{first}/mask", params={"threshold": t}).content))
-             for t in (0.05, 0.95)]
+    masks = [
+        tifffile.imread(_io.BytesIO(client.get(f"/api/queries/{first}/mask", params={"threshold": t}).content))
+        for t in (0.05, 0.95)
+    ]
     np.testing.assert_array_equal(masks[0], low)
     np.testing.assert_array_equal(masks[1], high)
 
@@ -208,9 +210,15 @@ def test_exported_support_gives_the_same_masks_on_the_command_line(client, nucle
     with zipfile.ZipFile(_io.BytesIO(response.content)) as archive:
         names = sorted(archive.namelist())
         archive.extractall(tmp_path)
-    assert names == ["support/README.txt", "support/images/000_tile0.tif", "support/images/001_tile1.tif",
-                     "support/images/002_tile2.tif", "support/labels/000_tile0.png", "support/labels/001_tile1.png",
-                     "support/labels/002_tile2.png"]
+    assert names == [
+        "support/README.txt",
+        "support/images/000_tile0.tif",
+        "support/images/001_tile1.tif",
+        "support/images/002_tile2.tif",
+        "support/labels/000_tile0.png",
+        "support/labels/001_tile1.png",
+        "support/labels/002_tile2.png",
+    ]
     support = tmp_path / "support"
     readme = (support / "README.txt").read_text()
     assert "universeg-jax segment --support-images images --support-labels labels" in readme
@@ -218,11 +226,31 @@ def test_exported_support_gives_the_same_masks_on_the_command_line(client, nucle
     assert (label[30:90, 30:90] == 255).all()
 
     out = tmp_path / "out"
-    code = cli.main(["segment", "--support-images", str(support / "images"),
-                     "--support-labels", str(support / "labels"),
-                     "--query", str(nuclei["queries"][1]), "--out", str(out), "--weights", str(weights_file),
-                     "--threshold", "0.4", "--ensemble", "2", "--support-size", "2", "--seed", "3", "--quiet",
-                     "--no-overlays"])
+    code = cli.main(
+        [
+            "segment",
+            "--support-images",
+            str(support / "images"),
+            "--support-labels",
+            str(support / "labels"),
+            "--query",
+            str(nuclei["queries"][1]),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights_file),
+            "--threshold",
+            "0.4",
+            "--ensemble",
+            "2",
+            "--support-size",
+            "2",
+            "--seed",
+            "3",
+            "--quiet",
+            "--no-overlays",
+        ]
+    )
     assert code == 0
     np.testing.assert_array_equal(tifffile.imread(out / "tile3.tif"), tifffile.imread(_io.BytesIO(app_mask.content)))
 
@@ -359,22 +387,42 @@ def test_volumes_slices_corrections_and_nifti_downloads(client, tmp_path, weight
     assert "--axis axial --slices-per-volume 3" in (folder / "README.txt").read_text()
 
     out = tmp_path / "out"
-    code = cli.main(["segment", "--support-images", str(folder / "images"), "--support-labels", str(folder / "labels"),
-                     "--query", str(query_path), "--out", str(out), "--weights", str(weights_file), "--axis", "axial",
-                     "--slices-per-volume", "3", "--quiet", "--no-overlays"])
+    code = cli.main(
+        [
+            "segment",
+            "--support-images",
+            str(folder / "images"),
+            "--support-labels",
+            str(folder / "labels"),
+            "--query",
+            str(query_path),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights_file),
+            "--axis",
+            "axial",
+            "--slices-per-volume",
+            "3",
+            "--quiet",
+            "--no-overlays",
+        ]
+    )
     assert code == 0
     app_mask = client.get(f"/api/queries/{query['id']}/mask", params={"slice": 0})  # no edits on other slices
     cli_mask = np.asanyarray(nib.load(out / "subject.nii.gz").dataobj)
     app_data = np.asanyarray(nib.Nifti1Image.from_bytes(gzip.decompress(app_mask.content)).dataobj)
     painted = pp.Orientation.from_affine(source.affine).from_canonical(
-        np.pad(np.ones((40, 20, 1), bool), ((50, 26), (90, 40), (17, 22))))[..., None]
+        np.pad(np.ones((40, 20, 1), bool), ((50, 26), (90, 40), (17, 22)))
+    )[..., None]
     np.testing.assert_array_equal(app_data[~painted], cli_mask[~painted])
 
 
 def test_options_parse_the_page_values():
     assert Options.parse({}) == Options()
-    assert Options.parse({"threshold": "0.3", "ensemble": "2", "support_size": "", "seed": "4"}) == \
-        Options(0.3, 2, None, 4)
+    assert Options.parse({"threshold": "0.3", "ensemble": "2", "support_size": "", "seed": "4"}) == Options(
+        0.3, 2, None, 4
+    )
     for bad in ({"ensemble": "0"}, {"ensemble": "1.5"}, {"support_size": "0"}, {"seed": "x"}):
         with pytest.raises(ValueError):
             Options.parse(bad)

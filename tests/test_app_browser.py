@@ -25,8 +25,16 @@ from tests.test_app import brain_files, make_nuclei, make_weights
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium in a closed network, as root: no sandbox, no background connections (they are refused here, many at
 # a time), no first-run or component work.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 SLOW = 90_000  # ms: the app's first prediction compiles the model
 
 
@@ -44,9 +52,14 @@ def app_url(tmp_path_factory):
     """``universeg-jax app --port 0`` in a subprocess; its printed address."""
     weights = make_weights(tmp_path_factory.mktemp("w"))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "universeg_jax.cli", "app", "--weights", str(weights),
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                               cwd=Path(__file__).parent.parent)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "universeg_jax.cli", "app", "--weights", str(weights), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     output = []
@@ -199,4 +212,3 @@ def test_segment_correct_and_grow_the_support_in_a_browser(app_url, tmp_path):
             assert errors == []
         finally:
             browser.close()
-

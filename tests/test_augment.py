@@ -29,8 +29,13 @@ def episodes(seed=0, batch=2, identical=False):
     labels = np.stack(labels).reshape(batch, N, SIZE, SIZE, 1)
     if identical:
         images, labels = np.repeat(images[:, :1], N, 1), np.repeat(labels[:, :1], N, 1)
-    return {"support_images": images[:, :-1], "support_labels": labels[:, :-1], "query": images[:, -1],
-            "query_label": labels[:, -1], "episode": np.arange(batch, dtype=np.int32) + 100 * seed}
+    return {
+        "support_images": images[:, :-1],
+        "support_labels": labels[:, :-1],
+        "query": images[:, -1],
+        "query_label": labels[:, -1],
+        "episode": np.arange(batch, dtype=np.int32) + 100 * seed,
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,8 +46,10 @@ def compiled(in_task, task, seed=0):
 
 
 def frozen(config):
-    return tuple((name, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
-                 for name, params in config.items())
+    return tuple(
+        (name, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+        for name, params in config.items()
+    )
 
 
 def run(batch, in_task=None, task=None, seed=0):
@@ -149,12 +156,18 @@ def test_identity_parameters_give_the_identity(name):
         ({"hflip": {"p": 1.0}}, lambda x: x[..., ::-1]),
         ({"vflip": {"p": 1.0}}, lambda x: x[..., ::-1, :]),
         ({"hflip": {"p": 1.0}, "vflip": {"p": 1.0}}, lambda x: x[..., ::-1, ::-1]),
-        ({"affine": {"p": 1.0, "degrees": (90, 90), "scale": (1, 1), "translate": 0, "shear": 0}},
-         lambda x: np.rot90(x, 1, axes=(-2, -1))),
-        ({"affine": {"p": 1.0, "degrees": (-90, -90), "scale": (1, 1), "translate": 0, "shear": 0}},
-         lambda x: np.rot90(x, -1, axes=(-2, -1))),
-        ({"affine": {"p": 1.0, "degrees": (180, 180), "scale": (1, 1), "translate": 0, "shear": 0}},
-         lambda x: x[..., ::-1, ::-1]),
+        (
+            {"affine": {"p": 1.0, "degrees": (90, 90), "scale": (1, 1), "translate": 0, "shear": 0}},
+            lambda x: np.rot90(x, 1, axes=(-2, -1)),
+        ),
+        (
+            {"affine": {"p": 1.0, "degrees": (-90, -90), "scale": (1, 1), "translate": 0, "shear": 0}},
+            lambda x: np.rot90(x, -1, axes=(-2, -1)),
+        ),
+        (
+            {"affine": {"p": 1.0, "degrees": (180, 180), "scale": (1, 1), "translate": 0, "shear": 0}},
+            lambda x: x[..., ::-1, ::-1],
+        ),
         ({"flip_labels": {"p": 1.0}}, None),
     ],
 )

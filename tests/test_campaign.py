@@ -26,9 +26,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def leg_config(**changes):
-    return tiny_config(**{"optim.ema_decay": 0.9, "optim.warmup_steps": 2, "train.log_every": 1,
-                          "train.steps": 1000, "checkpoint.every": 1000, "checkpoint.keep_last": 1,
-                          "augment.in_task.noise.p": 1.0, **changes})
+    return tiny_config(
+        **{
+            "optim.ema_decay": 0.9,
+            "optim.warmup_steps": 2,
+            "train.log_every": 1,
+            "train.steps": 1000,
+            "checkpoint.every": 1000,
+            "checkpoint.keep_last": 1,
+            "augment.in_task.noise.p": 1.0,
+            **changes,
+        }
+    )
 
 
 def check_evaluation():
@@ -43,8 +52,11 @@ def check_evaluation():
 
 def state(directory, step):
     """The raw saved state of ``step`` in a training workdir or campaign state, as numpy arrays."""
-    with ocp.CheckpointManager(Path(directory).resolve() / "checkpoints", item_names=("state",),
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    with ocp.CheckpointManager(
+        Path(directory).resolve() / "checkpoints",
+        item_names=("state",),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+    ) as manager:
         return manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]
 
 
@@ -73,8 +85,15 @@ def test_campaign_config_is_the_probe_recipe_with_a_constant_rate_and_a_moving_a
     config, probe = campaign_config.get_config(), default_model.get_config("probe")
     train.validate_config(config)
     assert (config.optim.schedule, config.optim.ema_decay) == ("constant", 0.999)
-    for field in ("model.encoder_blocks", "data.datasets", "data.size", "data.support_size", "train.batch_size",
-                  "train.loss", "data.held_out"):
+    for field in (
+        "model.encoder_blocks",
+        "data.datasets",
+        "data.size",
+        "data.support_size",
+        "train.batch_size",
+        "train.loss",
+        "data.held_out",
+    ):
         section, name = field.split(".")
         assert config[section][name] == probe[section][name], field
     assert not {n.partition("/")[0] for n in dataset_names(config.data.datasets)} & set(DEFAULT_HELD_OUT)
@@ -84,15 +103,21 @@ def test_campaign_config_is_the_probe_recipe_with_a_constant_rate_and_a_moving_a
 
 def test_command_line_errors_are_one_line_naming_the_flag(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-m", "universeg_jax.campaign", "--budget=soon",
-                           f"--campaign_dir={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "universeg_jax.campaign", "--budget=soon", f"--campaign_dir={tmp_path}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "universeg_jax.campaign: error: --budget: expected a duration" in done.stderr
     assert not any(tmp_path.iterdir())
 
 
 def test_max_seconds_stops_training_with_a_checkpoint(tmp_path):
-    train.train(tiny_config(**{"train.steps": 1000, "train.max_seconds": 1e-3}), str(tmp_path),
-                train_store=FakeTaskStore())
+    train.train(
+        tiny_config(**{"train.steps": 1000, "train.max_seconds": 1e-3}), str(tmp_path), train_store=FakeTaskStore()
+    )
     assert campaign.latest_step(tmp_path) == 1  # the first step already passes the deadline
     with pytest.raises(ValueError, match="train.max_seconds must be >= 0"):
         train.validate_config(tiny_config(**{"train.max_seconds": -1.0}))
@@ -101,8 +126,16 @@ def test_max_seconds_stops_training_with_a_checkpoint(tmp_path):
 def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
     campaign_dir, work = tmp_path / "campaign", tmp_path / "work"
     evaluations, stores = {"check": check_evaluation()}, {"check": FakeTaskStore({"fake_held": 1}, seed=1)}
-    first = campaign.run_leg(leg_config(), campaign_dir, budget_s=3600, workdir=work, max_steps=3,
-                             evaluations=evaluations, train_store=FakeTaskStore(), eval_stores=stores)
+    first = campaign.run_leg(
+        leg_config(),
+        campaign_dir,
+        budget_s=3600,
+        workdir=work,
+        max_steps=3,
+        evaluations=evaluations,
+        train_store=FakeTaskStore(),
+        eval_stores=stores,
+    )
     assert (first["leg"], first["step_from"], first["step_to"], first["episodes"]) == (1, 0, 3, 6)
     assert first["stopped"] == "steps" and first["episodes_per_second"] > 0
     # Round trip: the committed state is the workdir's last checkpoint, config included.
@@ -117,8 +150,16 @@ def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
     import shutil
 
     shutil.rmtree(work)
-    second = campaign.run_leg(leg_config(), campaign_dir, budget_s=3600, workdir=work, max_steps=5,
-                              evaluations=evaluations, train_store=FakeTaskStore(), eval_stores=stores)
+    second = campaign.run_leg(
+        leg_config(),
+        campaign_dir,
+        budget_s=3600,
+        workdir=work,
+        max_steps=5,
+        evaluations=evaluations,
+        train_store=FakeTaskStore(),
+        eval_stores=stores,
+    )
     assert (second["leg"], second["step_from"], second["step_to"], second["episodes_total"]) == (2, 3, 5, 10)
     reference = tmp_path / "reference"
     train.train(leg_config(**{"train.steps": 5}), str(reference), train_store=FakeTaskStore())
@@ -135,8 +176,15 @@ def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
 
 def test_a_killed_leg_is_continued_from_its_workdir_and_a_stray_state_is_refused(tmp_path):
     campaign_dir, work = tmp_path / "campaign", tmp_path / "work"
-    campaign.run_leg(leg_config(), campaign_dir, budget_s=3600, workdir=work, max_steps=2, evaluations={},
-                     train_store=FakeTaskStore())
+    campaign.run_leg(
+        leg_config(),
+        campaign_dir,
+        budget_s=3600,
+        workdir=work,
+        max_steps=2,
+        evaluations={},
+        train_store=FakeTaskStore(),
+    )
     # A leg that got as far as a checkpoint of step 4 and was then killed (no state written back).
     train.train(leg_config(**{"train.steps": 4}), str(work), train_store=FakeTaskStore())
     assert campaign.load_state(campaign_dir / "state", work) == 4
@@ -150,8 +198,15 @@ def test_a_killed_leg_is_continued_from_its_workdir_and_a_stray_state_is_refused
 
 def start_worker(campaign_dir, work, steps):
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, __file__, str(campaign_dir), str(work), str(steps)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, str(campaign_dir), str(work), str(steps)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_sigterm_mid_leg_then_the_next_leg_continues_exactly(tmp_path):
@@ -169,8 +224,15 @@ def test_sigterm_mid_leg_then_the_next_leg_continues_exactly(tmp_path):
     assert stopped["stopped"] == "SIGTERM" and 4 <= stopped["step_to"] < steps and stopped["dice"] == {}
     assert_states_equal(state(work, stopped["step_to"]), state(campaign_dir / "state", stopped["step_to"]))
 
-    resumed = campaign.run_leg(leg_config(), campaign_dir, budget_s=3600, workdir=tmp_path / "work2",
-                               max_steps=steps, evaluations={}, train_store=FakeTaskStore())
+    resumed = campaign.run_leg(
+        leg_config(),
+        campaign_dir,
+        budget_s=3600,
+        workdir=tmp_path / "work2",
+        max_steps=steps,
+        evaluations={},
+        train_store=FakeTaskStore(),
+    )
     assert (resumed["step_from"], resumed["step_to"], resumed["stopped"]) == (stopped["step_to"], steps, "steps")
     reference = tmp_path / "reference"
     train.train(leg_config(**{"train.steps": steps}), str(reference), train_store=FakeTaskStore())
@@ -180,6 +242,13 @@ def test_sigterm_mid_leg_then_the_next_leg_continues_exactly(tmp_path):
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)
-    campaign.run_leg(leg_config(), sys.argv[1], budget_s=3600, workdir=sys.argv[2], max_steps=int(sys.argv[3]),
-                     evaluations={}, train_store=FakeTaskStore())
+    campaign.run_leg(
+        leg_config(),
+        sys.argv[1],
+        budget_s=3600,
+        workdir=sys.argv[2],
+        max_steps=int(sys.argv[3]),
+        evaluations={},
+        train_store=FakeTaskStore(),
+    )
     print(json.dumps(campaign.read_history(Path(sys.argv[1]))[-1]))

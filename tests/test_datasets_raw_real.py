@@ -61,14 +61,18 @@ def coco_rle(rle: dict) -> np.ndarray:
 
 def drive(root, ex):
     split, number = ex["subject"][:-2], ex["subject"][-2:]
-    return (gray(root / split / "images" / f"{number}_{split}.tif"),
-            mask(root / split / "1st_manual" / f"{number}_manual1.gif"))
+    return (
+        gray(root / split / "images" / f"{number}_{split}.tif"),
+        mask(root / split / "1st_manual" / f"{number}_manual1.gif"),
+    )
 
 
 def stare(root, ex):
     annotator = next(p.name for p in sorted(root.glob("labels-*")))
-    return (gray(root / "stare-images" / f"{ex['subject']}.ppm"),
-            mask(root / annotator / f"{ex['subject']}.{annotator[-2:]}.ppm"))
+    return (
+        gray(root / "stare-images" / f"{ex['subject']}.ppm"),
+        mask(root / annotator / f"{ex['subject']}.{annotator[-2:]}.ppm"),
+    )
 
 
 def wbc(root, ex):
@@ -79,8 +83,10 @@ def wbc(root, ex):
 
 
 def kvasir_seg(root, ex):
-    return (gray(root / "images" / f"{ex['subject']}.jpg"),
-            mask(root / "masks" / f"{ex['subject']}.jpg", lambda a: a >= 128))
+    return (
+        gray(root / "images" / f"{ex['subject']}.jpg"),
+        mask(root / "masks" / f"{ex['subject']}.jpg", lambda a: a >= 128),
+    )
 
 
 def bbbc038(root, ex):
@@ -100,9 +106,11 @@ def chexplanation(root, ex):
 
 
 def isbi_em(root, ex):
-    page = int(ex["subject"][len("slice"):])
-    return (tifffile.imread(root / "train-volume.tif", key=page).astype(float),
-            tifffile.imread(root / "train-labels.tif", key=page) == 0)
+    page = int(ex["subject"][len("slice") :])
+    return (
+        tifffile.imread(root / "train-volume.tif", key=page).astype(float),
+        tifffile.imread(root / "train-labels.tif", key=page) == 0,
+    )
 
 
 def lgg_flair(root, ex):
@@ -115,18 +123,31 @@ def lgg_flair(root, ex):
 
 def msd_hippocampus(root, ex):
     values = {"anterior": 1, "posterior": 2}
-    image, label = (np.asarray(nib.as_closest_canonical(nib.load(root / folder / f"{ex['subject']}.nii.gz")).dataobj)
-                    for folder in ("imagesTr", "labelsTr"))
-    return (np.take(image, ex["slice"], axis=ex["axis"]).astype(float),
-            np.take(label, ex["slice"], axis=ex["axis"]) == values[ex["label_name"]])
+    image, label = (
+        np.asarray(nib.as_closest_canonical(nib.load(root / folder / f"{ex['subject']}.nii.gz")).dataobj)
+        for folder in ("imagesTr", "labelsTr")
+    )
+    return (
+        np.take(image, ex["slice"], axis=ex["axis"]).astype(float),
+        np.take(label, ex["slice"], axis=ex["axis"]) == values[ex["label_name"]],
+    )
 
 
 RAW = {f.__name__: f for f in (drive, stare, wbc, kvasir_seg, bbbc038, chexplanation, isbi_em, lgg_flair,
                                msd_hippocampus)}  # fmt: skip
 # Subjects each sample gives examples of. LGG: one view per case (the middle slice, size configs' slices=1), and
 # the middle slice (11 of 20) of TCGA_CS_4943_20000902 has no abnormality.
-SUBJECTS = {"drive": 6, "stare": 5, "wbc": 20, "kvasir_seg": 5, "bbbc038": 6, "chexplanation": 2, "isbi_em": 30,
-            "lgg_flair": 1, "msd_hippocampus": 6}
+SUBJECTS = {
+    "drive": 6,
+    "stare": 5,
+    "wbc": 20,
+    "kvasir_seg": 5,
+    "bbbc038": 6,
+    "chexplanation": 2,
+    "isbi_em": 30,
+    "lgg_flair": 1,
+    "msd_hippocampus": 6,
+}
 
 
 def correlation(a, b) -> float:
@@ -147,7 +168,9 @@ def test_real_release_files_build_and_agree_with_the_raw_files(name, tmp_path):
     info = tfds.builder_from_directory(str(built.data_path)).info
     resize = info.metadata["resize"]
     source = built.as_data_source(split="train")
-    examples = [{k: v.decode() if isinstance(v, bytes) else v for k, v in source[i].items()} for i in range(len(source))]
+    examples = [
+        {k: v.decode() if isinstance(v, bytes) else v for k, v in source[i].items()} for i in range(len(source))
+    ]
     subjects = {ex["subject"] for ex in examples}
     assert len(subjects) == SUBJECTS[name], sorted(subjects)
     for ex in examples:

@@ -26,7 +26,9 @@ def test_volume_views_cut_every_axis():
 
 
 def test_task_ids_are_clean_and_stable():
-    assert standardize.task_id("msd_colon", "CT", "colon cancer primaries", 2) == "msd_colon/CT/colon_cancer_primaries/2"
+    assert (
+        standardize.task_id("msd_colon", "CT", "colon cancer primaries", 2) == "msd_colon/CT/colon_cancer_primaries/2"
+    )
     assert standardize.task_id("a", "b/c", "d", 0) == "a/b_c/d/0"
     with pytest.raises(ValueError, match="usable"):
         standardize.task_id("a", "b", " / ", 0)
@@ -37,8 +39,11 @@ def test_view_examples_one_per_present_label():
     label[2:8, 2:8], label[10:18, 10:18] = 1, 2
     image = np.random.default_rng(0).random((20, 20, 3))
     view = standardize.View(image, label)
-    examples = dict(standardize.view_examples(view, {"a": 1, "b": 2, "c": 3, "any": None}, dataset="d", modality="m",
-                                              subject="s", size=16))
+    examples = dict(
+        standardize.view_examples(
+            view, {"a": 1, "b": 2, "c": 3, "any": None}, dataset="d", modality="m", subject="s", size=16
+        )
+    )
     assert sorted(e["label_name"] for e in examples.values()) == ["a", "any", "b"]  # "c" is absent: skipped
     for example in examples.values():
         assert example["image"].shape == example["label"].shape == (16, 16, 1)

@@ -186,8 +186,12 @@ def test_independent_draws_change_the_layout_and_keep_the_appearance():
         assert abs(kappa(subjects[0][1], subjects[1][1])) < 0.2, family  # unrelated layouts
         # ... but each label keeps its brightness relative to the others (per-subject gamma, bias and jitter
         # move the levels, not their order)
-        levels = np.array([[image[label_map == k].mean() if (label_map == k).any() else np.nan
-                            for k in range(model.labels)] for image, label_map in subjects])
+        levels = np.array(
+            [
+                [image[label_map == k].mean() if (label_map == k).any() else np.nan for k in range(model.labels)]
+                for image, label_map in subjects
+            ]
+        )
         reference = np.argsort(model.means)
         for row in levels:
             present = [k for k in reference if not np.isnan(row[k])]
@@ -283,8 +287,13 @@ def test_texture_labels_share_a_level_and_differ_in_texture(models):
 def test_texture_tells_labels_apart_when_brightness_does_not():
     """In the rendered image, texture labels have nearly the same mean brightness but different local
     variation (fine grain or stripes against smooth or coarse)."""
-    model = find(lambda m: m.appearance.family == "texture" and m.layout.family == "noise"
-                 and {"smooth", "grain"} <= {t[0] for t in m.appearance.textures})
+    model = find(
+        lambda m: (
+            m.appearance.family == "texture"
+            and m.layout.family == "noise"
+            and {"smooth", "grain"} <= {t[0] for t in m.appearance.textures}
+        )
+    )
     image, label_map = model.render(0)
     detail = np.abs(image - ndimage.gaussian_filter(image, 1.5))
     wide = [k for k in model.layout.wide() if (label_map == k).sum() > 100]

@@ -70,10 +70,26 @@ def test_segment_without_weights_segments_the_readme_example(tmp_path):
         tifffile.imwrite(tmp_path / "labels" / f"tile{k}.tif", mask[tile].astype(np.uint8))
     tifffile.imwrite(tmp_path / "query" / "tile3.tif", image[tiles[3]])
     weights = [] if WEIGHTS == DEFAULT_WEIGHTS else ["--weights", str(WEIGHTS)]
-    result = subprocess.run([sys.executable, "-m", "universeg_jax.cli", "segment", "--support-images",
-                             str(tmp_path / "images"), "--support-labels", str(tmp_path / "labels"), "--query",
-                             str(tmp_path / "query"), "--out", str(tmp_path / "out"), *weights],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "universeg_jax.cli",
+            "segment",
+            "--support-images",
+            str(tmp_path / "images"),
+            "--support-labels",
+            str(tmp_path / "labels"),
+            "--query",
+            str(tmp_path / "query"),
+            "--out",
+            str(tmp_path / "out"),
+            *weights,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     written = tifffile.imread(next((tmp_path / "out").glob("tile3*.tif")))
     assert written.shape == image[tiles[3]].shape

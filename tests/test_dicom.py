@@ -35,7 +35,12 @@ def write_series(folder, volume, *, series_uid=None, number=1, start=-10.0, skip
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series_uid, frame
         ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P1", "Test^Patient", "19700101", "O"
         ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = (
-            "20260101", "120000", "A1", "", "1")
+            "20260101",
+            "120000",
+            "A1",
+            "",
+            "1",
+        )
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", number, int(k) + 1
         ds.Manufacturer = "test"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
@@ -108,21 +113,44 @@ def test_cli_segments_a_series_into_nifti_and_dicom_seg(tmp_path, weights_file):
     nib.save(nib.Nifti1Image(label.transpose(2, 1, 0), series.image.affine), tmp_path / "labels" / "case1.nii.gz")
     uid = write_series(tmp_path / "query" / "scan", phantom(6, seed=1)[0])
     out = tmp_path / "out"
-    code = cli.main(["segment", "--support-images", str(tmp_path / "support"), "--support-labels",
-                     str(tmp_path / "labels"), "--query", str(tmp_path / "query"), "--out", str(out), "--weights",
-                     str(weights_file), "--size", "32", "32", "--quiet", "--dicom-seg", "--slices-per-volume", "3"])
+    code = cli.main(
+        [
+            "segment",
+            "--support-images",
+            str(tmp_path / "support"),
+            "--support-labels",
+            str(tmp_path / "labels"),
+            "--query",
+            str(tmp_path / "query"),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights_file),
+            "--size",
+            "32",
+            "32",
+            "--quiet",
+            "--dicom-seg",
+            "--slices-per-volume",
+            "3",
+        ]
+    )
     assert code == 0
     mask = nib.load(out / "scan.nii.gz")
     (query,) = dicom.read_folder(tmp_path / "query" / "scan")
     assert mask.shape == query.shape
     np.testing.assert_allclose(mask.affine, query.image.affine, atol=1e-5)
     seg = hd.seg.segread(str(out / "scan_seg.dcm"))
-    referenced = {str(ds.ReferencedSOPInstanceUID) for item in seg.ReferencedSeriesSequence
-                  for ds in item.ReferencedInstanceSequence}
+    referenced = {
+        str(ds.ReferencedSOPInstanceUID)
+        for item in seg.ReferencedSeriesSequence
+        for ds in item.ReferencedInstanceSequence
+    }
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
     assert referenced == {str(ds.SOPInstanceUID) for ds in query.datasets}
-    frames = seg.get_pixels_by_source_instance([str(ds.SOPInstanceUID) for ds in query.datasets],
-                                               combine_segments=True, skip_overlap_checks=True)
+    frames = seg.get_pixels_by_source_instance(
+        [str(ds.SOPInstanceUID) for ds in query.datasets], combine_segments=True, skip_overlap_checks=True
+    )
     np.testing.assert_array_equal(query.to_volume(np.asarray(frames)) > 0, np.asanyarray(mask.dataobj) > 0)
     # The SEG also serves as a support label.
     np.testing.assert_array_equal(dicom.read_seg(out / "scan_seg.dcm", query) > 0, np.asanyarray(mask.dataobj) > 0)
@@ -137,9 +165,25 @@ def test_corrupt_series_leaves_no_outputs(tmp_path, weights_file, capsys):
     (tmp_path / "lab").mkdir()
     nib.save(nib.Nifti1Image(label.transpose(2, 1, 0), np.eye(4)), tmp_path / "lab" / "a.nii.gz")
     out = tmp_path / "out"
-    code = cli.main(["segment", "--support-images", str(tmp_path / "sup"), "--support-labels", str(tmp_path / "lab"),
-                     "--query", str(tmp_path / "query"), "--out", str(out), "--weights", str(weights_file),
-                     "--size", "32", "32", "--quiet"])
+    code = cli.main(
+        [
+            "segment",
+            "--support-images",
+            str(tmp_path / "sup"),
+            "--support-labels",
+            str(tmp_path / "lab"),
+            "--query",
+            str(tmp_path / "query"),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights_file),
+            "--size",
+            "32",
+            "32",
+            "--quiet",
+        ]
+    )
     assert code == 2 and "x.dcm" in capsys.readouterr().err
     assert not out.exists()
 

@@ -40,6 +40,7 @@ CHECKS = {
     "python -m universeg_jax.main --config=configs/base.py:cpu --workdir=runs/cpu": MAIN_DRY_RUN,
     'pip install -e ".[test]"': skip("installs this package: the tests run in the installed environment"),
     "ruff check .": RUN,
+    "ruff format --check .": RUN,
     "python -m pytest -q": skip("the suite this test is part of"),
     "universeg-jax segment --support-images examples/images --support-labels examples/labels --query new_images/ "
     "--out results/ --weights v1 --ensemble 4 --support-size 16": PARSE,
@@ -58,8 +59,7 @@ CHECKS = {
     "python -m universeg_datasets.validate ~/tensorflow_datasets/drive/size128/1.0.0": HELP,
     "python -m universeg_datasets.build raw --manual_dir ~/raw": HELP,
     "python -m universeg_datasets.build raw --list --manual_dir ~/raw": RUN,
-    'launch/prepare_data.sh --datasets=raw --manual-dir="$HOME/raw" --tfds-data-dir=gs://my-lab-useg/tfds --dry-run':
-        RUN,
+    'launch/prepare_data.sh --datasets=raw --manual-dir="$HOME/raw" --tfds-data-dir=gs://my-lab-useg/tfds --dry-run': RUN,
     # docs/evaluation.md
     "python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py:check --workdir=runs/eval_check "
     "--config.weights=none": MAIN_DRY_RUN,
@@ -80,8 +80,9 @@ CHECKS = {
     "python -m universeg_jax.main --config=configs/default_model.py:cpu --workdir=runs/default_cpu": MAIN_DRY_RUN,
     "python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/default_cpu "
     "--config.weights=runs/default_cpu --config.output=full": MAIN_DRY_RUN,
-    "python -m universeg_jax.main --config=configs/default_model.py:stage1 --workdir=runs/default_model_stage1":
-        skip("reproduces a record at commit e66100f, as the text says (its presets are gone)"),
+    "python -m universeg_jax.main --config=configs/default_model.py:stage1 --workdir=runs/default_model_stage1": skip(
+        "reproduces a record at commit e66100f, as the text says (its presets are gone)"
+    ),
     "python -m universeg_jax.main --config=configs/default_model.py --workdir=runs/default_model": MAIN_DRY_RUN,
     "python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir=runs/default_model "
     "--config.weights=runs/default_model --config.output=full": MAIN_DRY_RUN,
@@ -110,8 +111,9 @@ CHECKS = {
     "launch/tpu.sh --project=my-lab --zone=us-central2-b --tpu-name=useg-v4-32 --accelerator-type=v4-32 "
     "--workdir=gs://my-lab-useg/runs/v4-32 --tfds-data-dir=gs://my-lab-useg/tfds": DRY_RUN,
     "gcloud compute tpus queued-resources list --zone=us-central2-b --project=my-lab": skip("a Google Cloud project"),
-    "gcloud compute tpus queued-resources delete useg-v4-32 --zone=us-central2-b --project=my-lab --force":
-        skip("a Google Cloud project"),
+    "gcloud compute tpus queued-resources delete useg-v4-32 --zone=us-central2-b --project=my-lab --force": skip(
+        "a Google Cloud project"
+    ),
     "launch/gpu_node.sh --workdir=/data/runs/a --tfds-data-dir=/data/tfds --dry-run": RUN,
     "launch/gpu_node.sh --workdir=/data/runs/a --tfds-data-dir=/data/tfds": DRY_RUN,
     "launch/slurm.sh --nodes=4 --gpus-per-node=8 --workdir=/shared/runs/a --tfds-data-dir=/shared/tfds "
@@ -120,14 +122,15 @@ CHECKS = {
     "python -m universeg_jax.main --config=configs/base.py:cpu --workdir=/tmp/universeg_cpu": MAIN_DRY_RUN,
     "python -m universeg_jax.main --config=configs/base.py:cpu --workdir=/tmp/run --config.train.steps=1000 "
     "--config.data.support_size=4 --config.optim.schedule=cosine": MAIN_DRY_RUN,
-    "python -m universeg_jax.main ... --coordinator_address=127.0.0.1:12355 --num_processes=2 --process_id=0 &":
-        skip("'...' stands for a run's flags; tests/test_parallel.py runs two processes this way"),
-    "python -m universeg_jax.main ... --coordinator_address=127.0.0.1:12355 --num_processes=2 --process_id=1":
-        skip("'...' stands for a run's flags; tests/test_parallel.py runs two processes this way"),
+    "python -m universeg_jax.main ... --coordinator_address=127.0.0.1:12355 --num_processes=2 --process_id=0 &": skip(
+        "'...' stands for a run's flags; tests/test_parallel.py runs two processes this way"
+    ),
+    "python -m universeg_jax.main ... --coordinator_address=127.0.0.1:12355 --num_processes=2 --process_id=1": skip(
+        "'...' stands for a run's flags; tests/test_parallel.py runs two processes this way"
+    ),
     "bash benchmarks/gpu/prepare.sh": SYNTAX,
     "bash benchmarks/gpu/run.sh OUT 470": SYNTAX,
-    "python benchmarks/probe_recipe.py --probes=recipe,recipe_seed1,loss_soft_dice --steps=1000 --out=probes.json":
-        HELP,
+    "python benchmarks/probe_recipe.py --probes=recipe,recipe_seed1,loss_soft_dice --steps=1000 --out=probes.json": HELP,
     "python -m universeg_jax.campaign --budget=45m": MAIN_DRY_RUN,
     "python -m universeg_jax.campaign --budget=2h --commit": MAIN_DRY_RUN,
 }
@@ -186,10 +189,16 @@ def home(tmp_path_factory):
 
 
 def shell(command: str, home: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HOME": str(home), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "TFDS_DATA_DIR": str(home / "tensorflow_datasets"), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
-                          stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "TFDS_DATA_DIR": str(home / "tensorflow_datasets"),
+        "JAX_PLATFORMS": "cpu",
+    }
+    return subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, cwd=cwd, env=env, timeout=600, stdin=subprocess.DEVNULL
+    )
 
 
 def options_of(command: str) -> list[str]:

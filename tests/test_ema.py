@@ -28,16 +28,24 @@ def test_ema_decay_out_of_range_fails_with_the_field_name():
 
 
 def restore_state(workdir, step):
-    with ocp.CheckpointManager(workdir / "checkpoints", item_names=("state",),
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    with ocp.CheckpointManager(
+        workdir / "checkpoints", item_names=("state",), options=ocp.CheckpointManagerOptions(read_only=True)
+    ) as manager:
         return manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]
 
 
 def test_training_keeps_checkpoints_and_evaluates_the_moving_average(tmp_path):
     from flax import nnx
 
-    config = tiny_config(**{"optim.ema_decay": 0.5, "train.steps": 4, "checkpoint.every": 2,
-                            "checkpoint.keep_last": 5, "optim.warmup_steps": 0})
+    config = tiny_config(
+        **{
+            "optim.ema_decay": 0.5,
+            "train.steps": 4,
+            "checkpoint.every": 2,
+            "checkpoint.keep_last": 5,
+            "optim.warmup_steps": 0,
+        }
+    )
     train.train(config, str(tmp_path), train_store=FakeTaskStore())
     before, after = restore_state(tmp_path, 2), restore_state(tmp_path, 4)
     leaves = lambda tree: jax.tree.leaves(tree)
@@ -67,8 +75,9 @@ def test_one_step_of_training_updates_the_average_from_the_new_parameters():
         np.testing.assert_array_equal(leaf, average)  # the average starts at the parameters
     state, _ = train_step(state, parallel.global_batch(data[0], mesh))
     d = 0.1  # min(0.9, (1 + 0) / (10 + 0))
-    for old, new, average in zip(jax.tree.leaves(start), jax.tree.leaves(state["params"]),
-                                 jax.tree.leaves(state["ema_params"])):
+    for old, new, average in zip(
+        jax.tree.leaves(start), jax.tree.leaves(state["params"]), jax.tree.leaves(state["ema_params"])
+    ):
         np.testing.assert_allclose(average, d * old + (1 - d) * np.asarray(new), rtol=1e-6, atol=1e-7)
     assert train.eval_params(state) is state["ema_params"]
 
@@ -76,11 +85,11 @@ def test_one_step_of_training_updates_the_average_from_the_new_parameters():
 def test_switching_the_average_on_in_a_resumed_run_is_refused(tmp_path):
     train.train(tiny_config(**{"train.steps": 2}), str(tmp_path), train_store=FakeTaskStore())
     with pytest.raises(ValueError, match=r"optim.ema_decay: 0.0 -> 0.999 \(turns the moving average"):
-        train.train(tiny_config(**{"train.steps": 4, "optim.ema_decay": 0.999}), str(tmp_path),
-                    train_store=FakeTaskStore())
+        train.train(
+            tiny_config(**{"train.steps": 4, "optim.ema_decay": 0.999}), str(tmp_path), train_store=FakeTaskStore()
+        )
     # Another non-zero decay is allowed (the state keeps its shape).
     with_ema = tmp_path / "ema"
     train.train(tiny_config(**{"train.steps": 2, "optim.ema_decay": 0.9}), str(with_ema), train_store=FakeTaskStore())
-    train.train(tiny_config(**{"train.steps": 3, "optim.ema_decay": 0.99}), str(with_ema),
-                train_store=FakeTaskStore())
+    train.train(tiny_config(**{"train.steps": 3, "optim.ema_decay": 0.99}), str(with_ema), train_store=FakeTaskStore())
     assert int(restore_state(with_ema, 3)["step"]) == 3

@@ -44,8 +44,12 @@ class IdentityStore:
     def __getitem__(self, index):
         label = np.zeros((SIZE, SIZE, 1), np.float32)
         label[: 4 + index % 8] = 1.0
-        return {"image": np.full((SIZE, SIZE, 1), self.value(index), np.float32), "label": label,
-                "task": self.subject_of[index].split("/")[0], "subject": self.subject_of[index]}
+        return {
+            "image": np.full((SIZE, SIZE, 1), self.value(index), np.float32),
+            "label": label,
+            "task": self.subject_of[index].split("/")[0],
+            "subject": self.subject_of[index],
+        }
 
     def select(self, datasets=None, exclude=()):
         return self
@@ -171,10 +175,18 @@ def test_evaluate_is_reproducible_and_complete(tiny_model, fake_store):
     assert [q["task"] for q in first.qualitative] == [t.id for t in fake_store.tasks[:2]]
     # summary lookup: the mean over all tasks is the mean of the per-task means; the headline (default) is the mean
     # over datasets of the per-dataset means (fake_a has 2 tasks, fake_b 1: they weigh the same)
-    task_means = {t.id: first.summary_row("intensity", 4, scope="task", name=t.id)["dice_mean"] for t in fake_store.tasks}
-    assert first.summary_row("intensity", 4, scope="all")["dice_mean"] == pytest.approx(np.mean(list(task_means.values())))
-    dataset_means = [np.mean([m for task, m in task_means.items() if task.startswith(d + "/")]) for d in ("fake_a", "fake_b")]
-    assert first.summary_row("intensity", 4, scope="dataset", name="fake_a")["dice_mean"] == pytest.approx(dataset_means[0])
+    task_means = {
+        t.id: first.summary_row("intensity", 4, scope="task", name=t.id)["dice_mean"] for t in fake_store.tasks
+    }
+    assert first.summary_row("intensity", 4, scope="all")["dice_mean"] == pytest.approx(
+        np.mean(list(task_means.values()))
+    )
+    dataset_means = [
+        np.mean([m for task, m in task_means.items() if task.startswith(d + "/")]) for d in ("fake_a", "fake_b")
+    ]
+    assert first.summary_row("intensity", 4, scope="dataset", name="fake_a")["dice_mean"] == pytest.approx(
+        dataset_means[0]
+    )
     headline = first.summary_row("intensity", 4)
     assert (headline["scope"], headline["datasets"], headline["tasks"]) == ("datasets", 2, 3)
     assert headline["dice_mean"] == pytest.approx(np.mean(dataset_means))
@@ -188,8 +200,16 @@ def test_evaluate_is_reproducible_and_complete(tiny_model, fake_store):
 
 def test_summary_aggregates_tasks_and_draws_exactly():
     rows = [
-        {"experiment": "support_size", "method": "m", "support_size": 1, "ensemble": 1, "task": task,
-         "dataset": "d", "draw": draw, "dice": dice}
+        {
+            "experiment": "support_size",
+            "method": "m",
+            "support_size": 1,
+            "ensemble": 1,
+            "task": task,
+            "dataset": "d",
+            "draw": draw,
+            "dice": dice,
+        }
         for task, draw, dice in [("a", 0, 0.2), ("a", 1, 0.4), ("b", 0, 0.6), ("b", 1, 1.0)]
     ]
     summary = {(s["scope"], s["name"]): s for s in E.summarize(rows)}
@@ -208,8 +228,16 @@ def test_the_headline_weighs_datasets_equally_whatever_their_number_of_tasks():
     """Dataset d1 has three tasks at mean Dice 0.8, 0.9 and 1.0, d2 one task at 0.1; each draw moves every task by
     -0.05 or +0.05. Over all tasks 0.7, over datasets 0.5."""
     rows = [
-        {"experiment": "support_size", "method": "m", "support_size": 1, "ensemble": 1, "task": task,
-         "dataset": dataset, "draw": draw, "dice": mean + shift}
+        {
+            "experiment": "support_size",
+            "method": "m",
+            "support_size": 1,
+            "ensemble": 1,
+            "task": task,
+            "dataset": dataset,
+            "draw": draw,
+            "dice": mean + shift,
+        }
         for task, dataset, mean in [("a", "d1", 0.8), ("b", "d1", 0.9), ("c", "d1", 1.0), ("z", "d2", 0.1)]
         for draw, shift in ((0, -0.05), (1, 0.05))
     ]
@@ -248,8 +276,14 @@ def test_run_writes_all_files_atomically(tmp_path, tiny_model, fake_store):
     report = E.run(config, tmp_path / "work", store=fake_store)
     out = tmp_path / "work" / "eval"
     names = {p.name for p in out.iterdir()}
-    assert names == {"report.json", "results.csv", "summary.csv", "dice_vs_support_size.png",
-                     "dice_vs_ensemble.png", "qualitative.png"}  # no temporary files left behind
+    assert names == {
+        "report.json",
+        "results.csv",
+        "summary.csv",
+        "dice_vs_support_size.png",
+        "dice_vs_ensemble.png",
+        "qualitative.png",
+    }  # no temporary files left behind
     saved = json.loads((out / "report.json").read_text())
     assert saved["rows"] == report.rows and saved["methods"][0] == "universeg"
     assert saved["config"]["support_sizes"] == [1, 2, 4]

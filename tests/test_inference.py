@@ -76,8 +76,9 @@ def test_different_seeds_pick_different_subsets(segmenter):
     images, labels = blobs(8)
     support = segmenter.prepare_support(images, labels)
     query = [blobs(1, seed=5)[0][0]]
-    runs = [segmenter.segment(query, support=support, ensemble=2, support_size=3, seed=s)[0].probabilities
-            for s in range(3)]
+    runs = [
+        segmenter.segment(query, support=support, ensemble=2, support_size=3, seed=s)[0].probabilities for s in range(3)
+    ]
     assert not (np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[2]))
 
 

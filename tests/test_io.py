@@ -43,7 +43,9 @@ def test_pairing_by_name(tmp_path):
     labels = [touch(tmp_path / "l" / n) for n in ("c1.png", "c2_mask.png", "c3_seg.nii.gz")]
     pairs = io.pair_images_labels(images, labels[::-1])
     assert [(i.name, l.name) for i, l in pairs] == [
-        ("c1.tif", "c1.png"), ("c2.png", "c2_mask.png"), ("c3.nii.gz", "c3_seg.nii.gz")
+        ("c1.tif", "c1.png"),
+        ("c2.png", "c2_mask.png"),
+        ("c3.nii.gz", "c3_seg.nii.gz"),
     ]
     with pytest.raises(ValueError, match=r"support images without a label: \[.*c3.nii.gz"):
         io.pair_images_labels(images, labels[:2])
@@ -161,8 +163,9 @@ def test_read_2d_image_modes_gzip_and_errors(tmp_path):
     array = io.read_2d_image(cmyk)
     assert array.shape == (3, 4, 3) and (array[..., 0] > 200).all() and (array[..., 1:] < 60).all()
     gz = tmp_path / "u8.png.gz"
-    gz.write_bytes(gzip.compress(io.write_array(tmp_path / "u8.png", np.arange(12, dtype=np.uint8).reshape(3, 4))
-                                 .read_bytes()))
+    gz.write_bytes(
+        gzip.compress(io.write_array(tmp_path / "u8.png", np.arange(12, dtype=np.uint8).reshape(3, 4)).read_bytes())
+    )
     np.testing.assert_array_equal(io.read_2d_image(gz), np.arange(12).reshape(3, 4))
     with pytest.raises(FileNotFoundError, match="missing.png"):
         io.read_2d_image(tmp_path / "missing.png")

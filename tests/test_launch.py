@@ -159,9 +159,7 @@ def shellcheck_binary() -> str:
 
 def test_scripts_pass_shellcheck():
     assert {p.name for p in SCRIPTS} >= {"lib.sh", "tpu.sh", "slurm.sh", "gpu_node.sh", "prepare_data.sh"}
-    result = subprocess.run(
-        [shellcheck_binary(), *map(str, SCRIPTS)], cwd=LAUNCH, capture_output=True, text=True
-    )
+    result = subprocess.run([shellcheck_binary(), *map(str, SCRIPTS)], cwd=LAUNCH, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -237,7 +235,7 @@ def check_install_command(command: list[str]) -> None:
     ]
     remote = command[-4].removeprefix("--command=")
     assert remote.startswith(INSTALL_PREFIX)
-    assert remote.endswith(f"-e {CODE} \"jax[tpu]\" gcsfs")
+    assert remote.endswith(f'-e {CODE} "jax[tpu]" gcsfs')
     assert "uv venv --python 3.11 universeg-jax/venv" in remote
 
 

@@ -14,8 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(workdir, *overrides, data_dir, timeout=900, cwd=REPO):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "TFDS_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "universeg_jax.main", f"--config={REPO / 'configs' / 'base.py'}:cpu",
-               f"--workdir={workdir}", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "universeg_jax.main",
+        f"--config={REPO / 'configs' / 'base.py'}:cpu",
+        f"--workdir={workdir}",
+        *overrides,
+    ]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -65,9 +71,15 @@ def test_cpu_preset_builds_its_data_trains_and_its_loss_goes_down(tmp_path):
     assert set(baselines) == {"step", "prefix", "spatial_prior", "intensity", "nearest_neighbour", "label_fusion"}
     assert all(0 <= baselines[name] <= 1 for name in set(baselines) - {"step", "prefix"})
     # Running again finds the finished run and does no more steps.
-    again = main("run", "--config.data.datasets=synthetic_tasks,mni152_tissue",
-                 "--config.data.held_out=stardist_nuclei", "--config.train.steps=40", "--config.train.eval_every=0",
-                 data_dir=tmp_path / "tfds", cwd=tmp_path)
+    again = main(
+        "run",
+        "--config.data.datasets=synthetic_tasks,mni152_tissue",
+        "--config.data.held_out=stardist_nuclei",
+        "--config.train.steps=40",
+        "--config.train.eval_every=0",
+        data_dir=tmp_path / "tfds",
+        cwd=tmp_path,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "restored checkpoint of step 40" in again.stderr and not train_losses(again.stderr)
 

@@ -39,8 +39,9 @@ def test_preset_takes_the_folder_from_the_environment(monkeypatch):
 
 def test_tasks_too_small_for_the_support_are_left_out():
     store = FakeTaskStore({"big": 1, "small": 1}, subjects=6)
-    store.tasks[1] = type(store.tasks[1])(store.tasks[1].id, "small", store.tasks[1].examples[:3],
-                                          store.tasks[1].subjects[:3])
+    store.tasks[1] = type(store.tasks[1])(
+        store.tasks[1].id, "small", store.tasks[1].examples[:3], store.tasks[1].subjects[:3]
+    )
     kept = evaluate.evaluable(store, 4)
     assert [t.dataset for t in kept.tasks] == ["big"] and len(store.tasks) == 2
     with pytest.raises(ValueError, match="no task of config.datasets has 7 examples"):

@@ -75,8 +75,12 @@ def test_any_official_architecture_matches_the_concatenating_reference(arch):
     query, images, labels = random_inputs(seed, b, s, h, w)
     ours = np.asarray(model(query, images, labels))
     ref = reference_forward(
-        state, len(model.encoder_blocks), len(model.decoder_blocks),
-        query.transpose(0, 3, 1, 2), images.transpose(0, 1, 4, 2, 3), labels.transpose(0, 1, 4, 2, 3),
+        state,
+        len(model.encoder_blocks),
+        len(model.decoder_blocks),
+        query.transpose(0, 3, 1, 2),
+        images.transpose(0, 1, 4, 2, 3),
+        labels.transpose(0, 1, 4, 2, 3),
     )
     ref = np.asarray(ref).transpose(0, 2, 3, 1)
     assert ours.shape == ref.shape
@@ -112,6 +116,7 @@ def test_the_model_jits_and_has_finite_gradients():
     def loss_and_grad(model):
         def loss(model):
             return jnp.mean((jax.nn.sigmoid(model(query, images, labels)) - target) ** 2)
+
         return nnx.value_and_grad(loss)(model)
 
     value, grads = loss_and_grad(model)
@@ -149,7 +154,7 @@ def replace(index, value):
         (replace(1, GOOD[1][0]), ValueError, r"support_images must have shape"),
         (replace(2, np.repeat(GOOD[2], 2, -1)), ValueError, r"support_labels must have shape"),
         (replace(2, GOOD[2][:, :2]), ValueError, r"support_images .* and support_labels .* same shape"),
-        (replace(1, GOOD[1][:, :0]) [:2] + [GOOD[2][:, :0]], ValueError, r"empty.*S >= 1"),
+        (replace(1, GOOD[1][:, :0])[:2] + [GOOD[2][:, :0]], ValueError, r"empty.*S >= 1"),
         ([GOOD[0][:1], GOOD[1], GOOD[2]], ValueError, r"support batch size 2 must equal the query batch size 1"),
         ([GOOD[0][:, :8, :8], GOOD[1], GOOD[2]], ValueError, r"8x8"),
         ([x[..., :12, :12, :] for x in GOOD], ValueError, r"multiples of 8"),

@@ -41,9 +41,28 @@ def many_queries(tmp_path_factory):
 
 
 def segment_command(root, out, weights_file):
-    return [sys.executable, "-m", "universeg_jax.cli", "segment", "--support-images", str(root / "img"),
-            "--support-labels", str(root / "lab"), "--query", str(root / "query"), "--out", str(out),
-            "--weights", str(weights_file), "--size", "32", "32", "--batch-size", "1", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "universeg_jax.cli",
+        "segment",
+        "--support-images",
+        str(root / "img"),
+        "--support-labels",
+        str(root / "lab"),
+        "--query",
+        str(root / "query"),
+        "--out",
+        str(out),
+        "--weights",
+        str(weights_file),
+        "--size",
+        "32",
+        "32",
+        "--batch-size",
+        "1",
+        "--quiet",
+    ]
 
 
 def start_and_wait_for_staging(command, out, timeout=300):
@@ -110,8 +129,9 @@ def test_evaluation_without_a_shipped_model_says_which_flag_to_pass(tmp_path):
 
     if DEFAULT_WEIGHTS.is_file():
         pytest.skip("a default model ships: the command runs")
-    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}",
-                    "--config.weights=default")
+    done = run_main(
+        "--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}", "--config.weights=default"
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     (line,) = [x for x in done.stderr.splitlines() if "error" in x]
     assert line.startswith("universeg_jax.main: error: config.weights=default") and "--config.weights=v1" in line
@@ -122,8 +142,7 @@ def test_evaluation_of_v1_offline_is_one_line(tmp_path, monkeypatch):
     """docs/evaluation.md's default-model command evaluates v1 while no model ships: offline, a message."""
     monkeypatch.setenv("UNIVERSEG_JAX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("UNIVERSEG_JAX_V1_URL", "http://127.0.0.1:9/v1.pt")  # nothing listens on port 9
-    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}",
-                    "--config.weights=v1")
+    done = run_main("--mode=evaluate", "--config=configs/evaluate.py", f"--workdir={tmp_path}", "--config.weights=v1")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     (line,) = [x for x in done.stderr.splitlines() if "error" in x]
     assert "could not download the v1 weights" in line and "by hand" in line
@@ -170,20 +189,22 @@ def test_task_listing_without_size_reads_the_sizes_that_are_built(tmp_path, caps
     assert exit_.value.code == 2 and err.startswith("python -m universeg_jax.data.tasks: error: dataset wbc/size128 is")
 
 
-@pytest.mark.parametrize("option, values, message", [
-    ("--batch-size", ["0"], "--batch-size must be a positive integer, got 0"),
-    ("--ensemble", ["-1"], "--ensemble must be a positive integer"),
-    ("--support-size", ["0"], "--support-size must be a positive integer"),
-    ("--slices-per-volume", ["0"], "--slices-per-volume must be a positive integer"),
-    ("--memory-budget", ["nan"], "--memory-budget must be a positive number of GB"),
-    ("--threshold", ["1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
-    ("--percentiles", ["99", "1"], "--percentiles must be LO < HI in [0, 100], got 99.0 1.0"),
-    ("--window", ["400", "-1000"], "--window must be LO < HI"),
-    ("--labels", ["0"], "--labels must be label values >= 1"),
-    ("--size", ["0", "64"], "--size must be two positive integers"),
-])
-def test_bad_option_values_are_reported_before_anything_loads(tmp_path, monkeypatch, capsys, option, values,
-                                                               message):
+@pytest.mark.parametrize(
+    "option, values, message",
+    [
+        ("--batch-size", ["0"], "--batch-size must be a positive integer, got 0"),
+        ("--ensemble", ["-1"], "--ensemble must be a positive integer"),
+        ("--support-size", ["0"], "--support-size must be a positive integer"),
+        ("--slices-per-volume", ["0"], "--slices-per-volume must be a positive integer"),
+        ("--memory-budget", ["nan"], "--memory-budget must be a positive number of GB"),
+        ("--threshold", ["1.5"], "--threshold must be a probability in [0, 1], got 1.5"),
+        ("--percentiles", ["99", "1"], "--percentiles must be LO < HI in [0, 100], got 99.0 1.0"),
+        ("--window", ["400", "-1000"], "--window must be LO < HI"),
+        ("--labels", ["0"], "--labels must be label values >= 1"),
+        ("--size", ["0", "64"], "--size must be two positive integers"),
+    ],
+)
+def test_bad_option_values_are_reported_before_anything_loads(tmp_path, monkeypatch, capsys, option, values, message):
     from universeg_jax import inference, trained
 
     def no_loading(*args, **kwargs):
@@ -192,8 +213,18 @@ def test_bad_option_values_are_reported_before_anything_loads(tmp_path, monkeypa
     monkeypatch.setattr(trained, "load", no_loading)
     monkeypatch.setattr(inference.Segmenter, "from_weights", no_loading)
     monkeypatch.setattr(cli.io, "list_images", no_loading)
-    args = ["--support-images", "a", "--support-labels", "b", "--query", "c", "--out", str(tmp_path / "out"),
-            option, *values]
+    args = [
+        "--support-images",
+        "a",
+        "--support-labels",
+        "b",
+        "--query",
+        "c",
+        "--out",
+        str(tmp_path / "out"),
+        option,
+        *values,
+    ]
     assert cli.main(["segment", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"universeg-jax: error: {message}") and err.count("\n") == 1, err
@@ -211,12 +242,26 @@ def test_reading_a_training_run_prints_no_orbax_notices(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     model = UniverSeg((4, 4), rngs=nnx.Rngs(0))
-    checkpoint.write_config(run, {"model": {"encoder_blocks": [4, 4], "decoder_blocks": []},
-                                  "data": {"size": 32, "support_size": 4}})
+    checkpoint.write_config(
+        run, {"model": {"encoder_blocks": [4, 4], "decoder_blocks": []}, "data": {"size": 32, "support_size": 4}}
+    )
     with checkpoint.make_manager(run, save_every=1, keep_last=1) as manager:
         checkpoint.save(manager, 1, {"params": nnx.state(model)}, force=True)
-    done = subprocess.run([sys.executable, "-m", "universeg_jax.cli", "export", "--weights", str(run), "--out",
-                           str(tmp_path / "m.safetensors")], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "universeg_jax.cli",
+            "export",
+            "--weights",
+            str(run),
+            "--out",
+            str(tmp_path / "m.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
@@ -300,7 +345,7 @@ def test_overlay_titles_stop_before_the_next_panel():
     strip = overlay._text_strip(240, [(0, "atlas axial slice 77 and more words"), (120, "prediction")])
     background = np.all(strip == overlay.BACKGROUND, axis=-1)
     assert not background[:, :110].all() and not background[:, 123:].all()  # both titles are drawn
-    assert background[:, 120 - overlay.GAP:123].all()  # the first one ends before the second begins
+    assert background[:, 120 - overlay.GAP : 123].all()  # the first one ends before the second begins
 
 
 def test_segment_help_says_a_plain_run_folder_works():

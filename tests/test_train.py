@@ -34,7 +34,9 @@ def test_soft_dice_cross_entropy_keeps_a_gradient_where_soft_dice_has_none():
     assert float(background.min()) > 1e-3  # gradient descent lowers the wrong logits
     np.testing.assert_allclose(
         train.soft_dice_cross_entropy_loss(saturated, labels),
-        train.soft_dice_loss(saturated, labels) + train.cross_entropy_loss(saturated, labels), rtol=1e-6)
+        train.soft_dice_loss(saturated, labels) + train.cross_entropy_loss(saturated, labels),
+        rtol=1e-6,
+    )
     assert train.LOSS_FUNCTIONS["soft_dice_cross_entropy"] is train.soft_dice_cross_entropy_loss
 
 
@@ -243,5 +245,7 @@ def test_resuming_compares_dataset_names_not_their_spelling(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(saved))
     checkpoint.check_resumable(tmp_path, config)
     config["data"]["datasets"] = ("synthetic_tasks",)
-    with pytest.raises(ValueError, match=r"data.datasets: \['synthetic_tasks', 'mni152_tissue'\] -> \['synthetic_tasks'\]"):
+    with pytest.raises(
+        ValueError, match=r"data.datasets: \['synthetic_tasks', 'mni152_tissue'\] -> \['synthetic_tasks'\]"
+    ):
         checkpoint.check_resumable(tmp_path, config)

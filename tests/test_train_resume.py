@@ -30,11 +30,20 @@ CHECKPOINT_EVERY = 3
 
 
 def worker_config(steps, **overrides):
-    return tiny_config(**{
-        "data.num_workers": 1, "data.prefetch": 2, "train.steps": steps, "train.batch_size": 2,
-        "train.log_every": 1, "optim.warmup_steps": 2, "checkpoint.every": CHECKPOINT_EVERY,
-        "checkpoint.keep_last": 10, "augment.in_task.noise.p": 1.0, **overrides,
-    })
+    return tiny_config(
+        **{
+            "data.num_workers": 1,
+            "data.prefetch": 2,
+            "train.steps": steps,
+            "train.batch_size": 2,
+            "train.log_every": 1,
+            "optim.warmup_steps": 2,
+            "checkpoint.every": CHECKPOINT_EVERY,
+            "checkpoint.keep_last": 10,
+            "augment.in_task.noise.p": 1.0,
+            **overrides,
+        }
+    )
 
 
 def run_worker(workdir, steps, overrides):
@@ -46,9 +55,15 @@ def run_worker(workdir, steps, overrides):
 def start(workdir, steps=STEPS, **overrides):
     """The worker in its own process group (as a job under a scheduler)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, __file__, str(workdir), str(steps), json.dumps(overrides)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, str(workdir), str(steps), json.dumps(overrides)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_step(process, step, condition=lambda: True):
@@ -74,8 +89,9 @@ def saved_steps(workdir):
 
 def restore(workdir, step):
     """The raw saved state of ``step`` as numpy arrays (fails on a corrupt or partial checkpoint)."""
-    with ocp.CheckpointManager(Path(workdir) / "checkpoints", item_names=("state",),
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    with ocp.CheckpointManager(
+        Path(workdir) / "checkpoints", item_names=("state",), options=ocp.CheckpointManagerOptions(read_only=True)
+    ) as manager:
         return manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]
 
 
@@ -102,8 +118,7 @@ def test_sigkill_then_restart_ends_bitwise_equal_to_an_uninterrupted_run(tmp_pat
     assert saved_steps(interrupted)[-1] == saved_steps(uninterrupted)[-1] == STEPS
     assert not [p for p in (interrupted / "checkpoints").iterdir() if "tmp" in p.name]  # leftovers cleaned
     expected, resumed = restore(uninterrupted, STEPS), restore(interrupted, STEPS)
-    for path, a, b in zip(*zip(*jax.tree_util.tree_flatten_with_path(expected)[0]),
-                          jax.tree.leaves(resumed)):
+    for path, a, b in zip(*zip(*jax.tree_util.tree_flatten_with_path(expected)[0]), jax.tree.leaves(resumed)):
         np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
     assert len(jax.tree.leaves(expected)) == len(jax.tree.leaves(resumed))
 

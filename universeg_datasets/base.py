@@ -42,8 +42,7 @@ def size_configs(config_class=TaskConfig, variant: str = "", sizes=SIZES, **fiel
     """One config per output size, with the same other ``fields``."""
     description = fields.pop("description", "")
     return [
-        config_class(name=config_name(size, variant), size=size, description=description, **fields)
-        for size in sizes
+        config_class(name=config_name(size, variant), size=size, description=description, **fields) for size in sizes
     ]
 
 

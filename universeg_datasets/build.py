@@ -1,10 +1,10 @@
 """Build datasets from the command line.
 
-    python -m universeg_datasets.build embedded                       # all no-download datasets, 128x128
-    python -m universeg_datasets.build drive --manual_dir ~/raw       # a raw dataset you downloaded
-    python -m universeg_datasets.build synthetic_tasks --config tasks1000_size128
-    python -m universeg_datasets.build raw --manual_dir ~/raw          # every raw dataset present in ~/raw
-    python -m universeg_datasets.build raw --list --manual_dir ~/raw   # only list them, and the absent ones
+python -m universeg_datasets.build embedded                       # all no-download datasets, 128x128
+python -m universeg_datasets.build drive --manual_dir ~/raw       # a raw dataset you downloaded
+python -m universeg_datasets.build synthetic_tasks --config tasks1000_size128
+python -m universeg_datasets.build raw --manual_dir ~/raw          # every raw dataset present in ~/raw
+python -m universeg_datasets.build raw --list --manual_dir ~/raw   # only list them, and the absent ones
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from universeg_datasets.raw import presence
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="+", help=f"names, 'embedded', or 'raw' (every raw dataset in the manual dir); known: {', '.join(sorted(registry.BUILDERS))}")
+    parser.add_argument(
+        "datasets",
+        nargs="+",
+        help=f"names, 'embedded', or 'raw' (every raw dataset in the manual dir); known: {', '.join(sorted(registry.BUILDERS))}",
+    )
     parser.add_argument("--config", help="builder config (default: size<SIZE>)")
     parser.add_argument("--size", type=int, default=base.DEFAULT_SIZE, choices=base.SIZES)
     parser.add_argument("--data_dir", help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")

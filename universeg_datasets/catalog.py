@@ -1,7 +1,7 @@
 """The catalog of MegaMedical source datasets (``catalog.json``) and its Markdown table.
 
-    python -m universeg_datasets.catalog            # prints the catalog table used in docs/datasets.md
-    python -m universeg_datasets.catalog --layouts  # prints the raw builders' layout table used there
+python -m universeg_datasets.catalog            # prints the catalog table used in docs/datasets.md
+python -m universeg_datasets.catalog --layouts  # prints the raw builders' layout table used there
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ def layouts_table() -> str:
     MANUAL_DOWNLOAD_INSTRUCTIONS, with the download note), the page the layout comes from, and the real release
     files it has been built from (else the fakes of ``raw.dummy`` only)."""
     real = {name: text for entry in load_catalog() for name, text in entry.get("real_files", {}).items()}
-    lines = ["| builder | what | layout inside the manual dir | layout source | built from real release files |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| builder | what | layout inside the manual dir | layout source | built from real release files |",
+        "|---|---|---|---|---|",
+    ]
     for name in sorted(registry.RAW):
         builder = registry.builder_class(name)
         layout = builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split("so that it reads:\n", 1)[-1]

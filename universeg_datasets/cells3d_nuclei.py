@@ -49,8 +49,9 @@ class Cells3dNuclei(base.TaskBuilder):
         for window in windows():
             subject = window.subject("cells3d")
             for z in planes(label):
-                view = standardize.View(window.crop(image[z]), window.crop(label[z]), slice_index=z,
-                                        intensity_range=intensity_range)
+                view = standardize.View(
+                    window.crop(image[z]), window.crop(label[z]), slice_index=z, intensity_range=intensity_range
+                )
                 yield from standardize.view_examples(
                     view,
                     {"nuclei": None},

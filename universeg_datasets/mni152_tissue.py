@@ -15,6 +15,7 @@ class Mni152Tissue(base.TaskBuilder):
     """Grey matter, white matter and whole-brain (grey or white) masks of the MNI152 ICBM 2009a symmetric
     T1 template, from its tissue probability maps thresholded at 0.5. One template, so each slice is its
     own subject (``mni152@<slice>``)."""
+
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",

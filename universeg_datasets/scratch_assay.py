@@ -39,8 +39,9 @@ class ScratchAssay(base.TaskBuilder):
         with wheels.open_wheel(WHEEL) as files:
             stack = files.read_tiff(MEMBER)
         if stack.shape != SHAPE:
-            raise ValueError(f"{MEMBER} in wheel {WHEEL} has shape {stack.shape}, expected {SHAPE} "
-                             "(channel, frame, y, x)")
+            raise ValueError(
+                f"{MEMBER} in wheel {WHEEL} has shape {stack.shape}, expected {SHAPE} (channel, frame, y, x)"
+            )
         for modality, channel in CHANNELS.items():
             for window in windows():
                 subject = window.subject("scratch")

@@ -80,9 +80,7 @@ def layer_labels(shapes: dict[str, np.ndarray], shape) -> np.ndarray:
     if path[0, 1] > path[-1, 1]:
         path = path[::-1]  # left to right
     # The path, extended to both image edges and closed along the top: its inside is everything above the junction.
-    above_junction = _fill(
-        [(path[0, 0], -1.0), *path, (path[-1, 0], width), (-1.0, width), (-1.0, -1.0)], shape
-    )
+    above_junction = _fill([(path[0, 0], -1.0), *path, (path[-1, 0], width), (-1.0, width), (-1.0, -1.0)], shape)
     rows = np.arange(height)[:, None]
     has_corneum = corneum.any(axis=0)
     last_corneum_row = np.where(has_corneum, height - 1 - np.argmax(corneum[::-1], axis=0), height)

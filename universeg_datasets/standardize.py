@@ -73,8 +73,9 @@ def slice_indices(length: int, count: int, span: float = DEFAULT_SPAN) -> list[i
     return sorted({int(round(p)) for p in positions})
 
 
-def volume_views(image: np.ndarray, label: np.ndarray, slices: int = 1, span: float = DEFAULT_SPAN,
-                 axes: tuple[int, ...] = (0, 1, 2)) -> Iterator[View]:
+def volume_views(
+    image: np.ndarray, label: np.ndarray, slices: int = 1, span: float = DEFAULT_SPAN, axes: tuple[int, ...] = (0, 1, 2)
+) -> Iterator[View]:
     """Views of a 3D ``image`` and its ``label`` map: ``slices`` slices along each of ``axes``, each with the
     intensity range of the whole volume."""
     intensity_range = volume_range(image)
@@ -151,13 +152,16 @@ def view_examples(
             image = encode_image(view.image, size, view.intensity_range)
         task = task_id(dataset, modality, label_name, view.axis)
         key = f"{task}|{source or subject}|{view.slice_index}"
-        yield key, {
-            "image": image,
-            "label": encoded_mask,
-            "task": task,
-            "subject": subject,
-            "modality": modality,
-            "label_name": label_name,
-            "axis": view.axis,
-            "slice": view.slice_index,
-        }
+        yield (
+            key,
+            {
+                "image": image,
+                "label": encoded_mask,
+                "task": task,
+                "subject": subject,
+                "modality": modality,
+                "label_name": label_name,
+                "axis": view.axis,
+                "slice": view.slice_index,
+            },
+        )

@@ -129,8 +129,7 @@ def source_examples(name: str, config: RealConfig):
     # brightness in every subject (a window normalised on its own could not show where it falls).
     intensity_range = preprocess.intensity_range(gray, name=name)
     windows = source_windows(gray, source, config.tile, config.gap)
-    rules = choose_rules(np.random.default_rng((config.seed, index)), gray, windows, config.rules,
-                         config.min_subjects)
+    rules = choose_rules(np.random.default_rng((config.seed, index)), gray, windows, config.rules, config.min_subjects)
     if not rules:
         raise ValueError(f"{name}: no labelling rule met the conditions (min_subjects {config.min_subjects})")
     for window_index, window in enumerate(windows):
@@ -283,10 +282,25 @@ def sample_rule(rng: np.random.Generator) -> Rule:
     border = int(rng.integers(1, 4)) if rng.random() < 0.2 else 0
     if kind == "threshold":
         name = str(rng.choice(FEATURES))
-        return Rule(kind, name, float(rng.uniform(0.7, 4.0)), quantile, above, min_object=int(rng.integers(0, 30)),
-                    fill_holes=bool(rng.random() < 0.3), border=border)
-    return Rule(kind, str(rng.choice(["intensity", "texture"])), float(rng.uniform(1.0, 3.0)), quantile, above,
-                region_area=float(np.exp(rng.uniform(np.log(60), np.log(1500)))), border=border)
+        return Rule(
+            kind,
+            name,
+            float(rng.uniform(0.7, 4.0)),
+            quantile,
+            above,
+            min_object=int(rng.integers(0, 30)),
+            fill_holes=bool(rng.random() < 0.3),
+            border=border,
+        )
+    return Rule(
+        kind,
+        str(rng.choice(["intensity", "texture"])),
+        float(rng.uniform(1.0, 3.0)),
+        quantile,
+        above,
+        region_area=float(np.exp(rng.uniform(np.log(60), np.log(1500)))),
+        border=border,
+    )
 
 
 def choose_rules(rng, gray, windows, count, min_subjects, attempts_per_rule: int = 4):

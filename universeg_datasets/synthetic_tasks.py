@@ -91,9 +91,11 @@ class SyntheticTasks(base.TaskBuilder):
     }
     # tasks2000: twice the tasks with a third of the subjects each (enough for support 16 plus a query): more
     # variety for the same number of examples, for training runs of support 16 (configs/default_model.py).
-    BUILDER_CONFIGS = (base.size_configs(SyntheticConfig)
-                       + base.size_configs(SyntheticConfig, "tasks1000", num_tasks=1000)
-                       + base.size_configs(SyntheticConfig, "tasks2000", num_tasks=2000, subjects=24))
+    BUILDER_CONFIGS = (
+        base.size_configs(SyntheticConfig)
+        + base.size_configs(SyntheticConfig, "tasks1000", num_tasks=1000)
+        + base.size_configs(SyntheticConfig, "tasks2000", num_tasks=2000, subjects=24)
+    )
 
     def _generate_examples(self, dl_manager):
         config = self.builder_config
@@ -136,9 +138,16 @@ def draw_examples(seed: int, labels_per_draw: int, size: int, subjects: int, dra
     examples = []
     for subject in range(subjects):
         image, label_map = model.render(subject)
-        examples.extend(standardize.view_examples(
-            standardize.View(image, label_map), labels, dataset=DATASET, modality=MODALITY,
-            subject=f"s{subject:04d}", size=size))
+        examples.extend(
+            standardize.view_examples(
+                standardize.View(image, label_map),
+                labels,
+                dataset=DATASET,
+                modality=MODALITY,
+                subject=f"s{subject:04d}",
+                size=size,
+            )
+        )
     return list(labels), examples
 
 
@@ -225,7 +234,9 @@ def _generate_voronoi(rng, params, size):
         closer = distance < cell
         cell[closer], cells[closer] = distance[closer], index
     # Every class gets a cell (the first ones: points are in random order), the others by the class weights.
-    cell_class = np.concatenate([rng.permutation(classes), rng.choice(classes, count - classes, p=params["class_probs"])])
+    cell_class = np.concatenate(
+        [rng.permutation(classes), rng.choice(classes, count - classes, p=params["class_probs"])]
+    )
     label_map = cell_class[cells]
     if params["membrane_width"]:
         border = np.zeros((size, size), bool)
@@ -329,17 +340,29 @@ def _generate_curvilinear(rng, params, size):
     if params["second_width"]:
         networks.append((2, params["second_width"], params["trees"] + 1))
     for label, width, trees in networks:
-        points = [vessel_tree(rng, size, width * scale / 2, params["curvature"], params["branching"],
-                              params["length"] * size) for _ in range(trees)]
+        points = [
+            vessel_tree(rng, size, width * scale / 2, params["curvature"], params["branching"], params["length"] * size)
+            for _ in range(trees)
+        ]
         mask = rasterize_tubes(np.concatenate(points), size)
         label_map[mask & (label_map == 0)] = label
     return label_map
 
 
-_SAMPLERS = {"noise": _sample_noise, "voronoi": _sample_voronoi, "blobs": _sample_blobs,
-             "curvilinear": _sample_curvilinear, "nested": _sample_nested}
-_GENERATORS = {"noise": _generate_noise, "voronoi": _generate_voronoi, "blobs": _generate_blobs,
-               "curvilinear": _generate_curvilinear, "nested": _generate_nested}
+_SAMPLERS = {
+    "noise": _sample_noise,
+    "voronoi": _sample_voronoi,
+    "blobs": _sample_blobs,
+    "curvilinear": _sample_curvilinear,
+    "nested": _sample_nested,
+}
+_GENERATORS = {
+    "noise": _generate_noise,
+    "voronoi": _generate_voronoi,
+    "blobs": _generate_blobs,
+    "curvilinear": _generate_curvilinear,
+    "nested": _generate_nested,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -486,8 +509,10 @@ def sample_appearance(rng: np.random.Generator, layout: Layout, family: str) -> 
     labels = layout.labels
     means = distinct_levels(rng, labels)
     # Half of the labels get a faint grain (the others are smooth up to the image noise).
-    textures = [("grain", float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.03, 0.15) * (rng.random() < 0.5)), 0.0)
-                for _ in range(labels)]
+    textures = [
+        ("grain", float(rng.uniform(0.5, 4.0)), float(rng.uniform(0.03, 0.15) * (rng.random() < 0.5)), 0.0)
+        for _ in range(labels)
+    ]
     spreads = rng.uniform(0.0, 0.3, labels) / labels
     outline, outline_level, outline_width = -1, 0.0, 0.0
     if family == "intensity" and layout.family == "blobs" and len(layout.objects) > 1 and rng.random() < 0.5:
@@ -512,8 +537,13 @@ def sample_appearance(rng: np.random.Generator, layout: Layout, family: str) -> 
     clutter = None
     if rng.random() < CLUTTER_PROBABILITY:
         host = 0 if layout.objects or layout.fine else int(rng.choice(layout.wide() or [0]))
-        clutter = {"host": host, "count": int(_log_uniform(rng, 5, 80)), "radius": float(rng.uniform(0.6, 2.5)),
-                   "level": float(rng.uniform(0.0, 1.0)), "strokes": bool(rng.random() < 0.4)}
+        clutter = {
+            "host": host,
+            "count": int(_log_uniform(rng, 5, 80)),
+            "radius": float(rng.uniform(0.6, 2.5)),
+            "level": float(rng.uniform(0.0, 1.0)),
+            "strokes": bool(rng.random() < 0.4),
+        }
         others = [k for k in range(labels) if k != host]
         if rng.random() < MIMIC_PROBABILITY:
             # Debris as bright as a label: only shape tells them apart (specks or strokes against objects,

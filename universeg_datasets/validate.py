@@ -1,6 +1,6 @@
 """Check a built dataset against the documented layout: the checks the tests run, usable on real builds.
 
-    python -m universeg_datasets.validate ~/tensorflow_datasets/drive/size128/1.0.0
+python -m universeg_datasets.validate ~/tensorflow_datasets/drive/size128/1.0.0
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def validate_built(path) -> dict:
         size = size or image.shape[0]
         for name, array in (("image", image), ("label", label)):
             if array.shape != (size, size, 1) or array.dtype != np.uint8:
-                raise ValueError(f"{path} example {i}: {name} is {array.dtype}{array.shape}, expected uint8({size}, {size}, 1)")
+                raise ValueError(
+                    f"{path} example {i}: {name} is {array.dtype}{array.shape}, expected uint8({size}, {size}, 1)"
+                )
         if not set(np.unique(label).tolist()) <= {0, 1} or not label.any():
             raise ValueError(f"{path} example {i}: label values {np.unique(label)}, expected 0/1 with some 1")
         task, subject = example["task"].decode(), example["subject"].decode()

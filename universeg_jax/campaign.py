@@ -73,21 +73,28 @@ def load_state(state_dir: Path, workdir: Path) -> int | None:
     state_step = latest_step(state_dir) if state_dir.is_dir() else None
     work_step = latest_step(workdir)
     if state_step is not None and work_step is not None and work_step > state_step:
-        logging.warning("continuing from step %d in %s, newer than the campaign state's %d (an unfinished leg)",
-                        work_step, workdir, state_step)
+        logging.warning(
+            "continuing from step %d in %s, newer than the campaign state's %d (an unfinished leg)",
+            work_step,
+            workdir,
+            state_step,
+        )
         return work_step
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     if state_step is None:
         if state_dir.exists() and any(state_dir.iterdir()):
-            raise ValueError(f"{state_dir} is not a campaign state (no finished checkpoint in it): move it away to "
-                             "start a new campaign")
+            raise ValueError(
+                f"{state_dir} is not a campaign state (no finished checkpoint in it): move it away to "
+                "start a new campaign"
+            )
         logging.info("no campaign state in %s: a new campaign starts", state_dir)
         return None
     shutil.copy(state_dir / checkpoint.CONFIG_FILE, workdir / checkpoint.CONFIG_FILE)
-    shutil.copytree(checkpoint.checkpoint_dir(state_dir) / str(state_step),
-                    checkpoint.checkpoint_dir(workdir) / str(state_step))
+    shutil.copytree(
+        checkpoint.checkpoint_dir(state_dir) / str(state_step), checkpoint.checkpoint_dir(workdir) / str(state_step)
+    )
     return state_step
 
 
@@ -136,28 +143,49 @@ def history_table(rows: list[dict]) -> str:
                     columns.append((name, dataset))
     header = ["leg", "date (UTC)", "machine", "steps", "episodes", "wall", "episodes/s", "input wait", "stopped"]
     label = lambda name, dataset: f"{name}: {'mean' if dataset == 'all' else dataset}"
-    lines = ["# Campaign history", "",
-             "Dice of the moving average of the weights on fixed draws (configs/evaluate.py presets, at the "
-             "largest support size of each), the baselines on the same draws below. Written by "
-             "`python -m universeg_jax.campaign` from history.jsonl.", "",
-             "| " + " | ".join(header + [label(*c) for c in columns]) + " |",
-             "|---" * (len(header) + len(columns)) + "|"]
+    lines = [
+        "# Campaign history",
+        "",
+        "Dice of the moving average of the weights on fixed draws (configs/evaluate.py presets, at the "
+        "largest support size of each), the baselines on the same draws below. Written by "
+        "`python -m universeg_jax.campaign` from history.jsonl.",
+        "",
+        "| " + " | ".join(header + [label(*c) for c in columns]) + " |",
+        "|---" * (len(header) + len(columns)) + "|",
+    ]
     dice = lambda row, method, name, dataset: row.get("dice", {}).get(name, {}).get(method, {}).get(dataset)
     cell = lambda value: "" if value is None else f"{value:.3f}"
     for row in rows:
-        lines.append("| " + " | ".join([
-            str(row["leg"]), row["started"][:16].replace("T", " "), row["machine"],
-            f"{row['step_from']:,}-{row['step_to']:,}", f"{row['episodes']:,} ({row['episodes_total']:,})",
-            f"{row['wall_s'] / 60:.1f} min", cell(row.get("episodes_per_second")),
-            "" if row.get("input_wait_fraction") is None else f"{100 * row['input_wait_fraction']:.1f}%",
-            row["stopped"]] + [cell(dice(row, evaluate.MODEL_NAME, *c)) for c in columns]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(row["leg"]),
+                    row["started"][:16].replace("T", " "),
+                    row["machine"],
+                    f"{row['step_from']:,}-{row['step_to']:,}",
+                    f"{row['episodes']:,} ({row['episodes_total']:,})",
+                    f"{row['wall_s'] / 60:.1f} min",
+                    cell(row.get("episodes_per_second")),
+                    "" if row.get("input_wait_fraction") is None else f"{100 * row['input_wait_fraction']:.1f}%",
+                    row["stopped"],
+                ]
+                + [cell(dice(row, evaluate.MODEL_NAME, *c)) for c in columns]
+            )
+            + " |"
+        )
     evaluated = [row for row in rows if row.get("dice")]
     if evaluated:
         latest = evaluated[-1]
         methods = sorted({m for methods in latest["dice"].values() for m in methods} - {evaluate.MODEL_NAME})
         for method in methods:
-            lines.append("| " + " | ".join([f"*{method}*"] + [""] * (len(header) - 1)
-                                            + [cell(dice(latest, method, *c)) for c in columns]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [f"*{method}*"] + [""] * (len(header) - 1) + [cell(dice(latest, method, *c)) for c in columns]
+                )
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -190,8 +218,11 @@ def machine() -> str:
         return f"{jax.device_count()} x {device.device_kind}"
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         model = names[0] if names else model
     return f"{model}, {os.cpu_count()} CPUs"
 
@@ -205,8 +236,10 @@ def leg_throughput(workdir: Path, after_step: int) -> dict:
     windows = windows[1:] or windows
     if not windows:
         return {"episodes_per_second": None, "input_wait_fraction": None}
-    return {"episodes_per_second": statistics.median(w["episodes_per_second"] for w in windows),
-            "input_wait_fraction": statistics.mean(w["input_wait_fraction"] for w in windows)}
+    return {
+        "episodes_per_second": statistics.median(w["episodes_per_second"] for w in windows),
+        "input_wait_fraction": statistics.mean(w["input_wait_fraction"] for w in windows),
+    }
 
 
 def dice_by_dataset(report: Report) -> dict:
@@ -214,8 +247,11 @@ def dice_by_dataset(report: Report) -> dict:
     size = max(report.config["support_sizes"])
     out: dict[str, dict[str, float]] = {}
     for row in report.summary:
-        if (row["experiment"] == "support_size" and row["support_size"] == size
-                and row["scope"] in ("dataset", HEADLINE)):
+        if (
+            row["experiment"] == "support_size"
+            and row["support_size"] == size
+            and row["scope"] in ("dataset", HEADLINE)
+        ):
             out.setdefault(row["method"], {})[row["name"]] = row["dice_mean"]
     return out
 
@@ -232,9 +268,17 @@ def default_evaluations() -> dict[str, ml_collections.ConfigDict]:
     return evaluations
 
 
-def run_leg(config: ml_collections.ConfigDict, campaign_dir, *, budget_s: float, workdir,
-            max_steps: int | None = None, evaluations: Mapping[str, ml_collections.ConfigDict] | None = None,
-            train_store=None, eval_stores: Mapping | None = None) -> dict:
+def run_leg(
+    config: ml_collections.ConfigDict,
+    campaign_dir,
+    *,
+    budget_s: float,
+    workdir,
+    max_steps: int | None = None,
+    evaluations: Mapping[str, ml_collections.ConfigDict] | None = None,
+    train_store=None,
+    eval_stores: Mapping | None = None,
+) -> dict:
     """One leg (see the module docstring); returns its history row.
 
     ``max_steps`` also stops the leg at that step. ``evaluations``: name -> a ``configs/evaluate.py`` config
@@ -264,12 +308,20 @@ def run_leg(config: ml_collections.ConfigDict, campaign_dir, *, budget_s: float,
         train_s = time.monotonic() - started
         step_to = save_state(workdir, campaign_dir / STATE)
         logging.info("campaign state at step %d written to %s", step_to, campaign_dir / STATE)
-        row = {"leg": len(history) + 1, "started": started_at.isoformat(timespec="seconds"), "machine": machine(),
-               "step_from": step_from, "step_to": step_to, "episodes": (step_to - step_from) * config.train.batch_size,
-               "episodes_total": step_to * config.train.batch_size, "train_s": round(train_s, 1),
-               "budget_s": budget_s, **leg_throughput(workdir, step_from),
-               "stopped": "SIGTERM" if terminated[0] else "steps" if step_to >= config.train.steps else "budget",
-               "dice": {}}
+        row = {
+            "leg": len(history) + 1,
+            "started": started_at.isoformat(timespec="seconds"),
+            "machine": machine(),
+            "step_from": step_from,
+            "step_to": step_to,
+            "episodes": (step_to - step_from) * config.train.batch_size,
+            "episodes_total": step_to * config.train.batch_size,
+            "train_s": round(train_s, 1),
+            "budget_s": budget_s,
+            **leg_throughput(workdir, step_from),
+            "stopped": "SIGTERM" if terminated[0] else "steps" if step_to >= config.train.steps else "budget",
+            "dice": {},
+        }
         if not terminated[0]:
             evaluated = time.monotonic()
             for name, evaluation in evaluations.items():
@@ -292,8 +344,10 @@ def run_leg(config: ml_collections.ConfigDict, campaign_dir, *, budget_s: float,
 def commit_command(campaign_dir: Path, row: dict) -> list[str]:
     model = row["dice"].get("check", {}).get(evaluate.MODEL_NAME, {})
     dice = f", :check mean Dice {model['all']:.3f}" if "all" in model else ""
-    message = (f"campaign leg {row['leg']}: steps {row['step_from']:,}-{row['step_to']:,} on {row['machine']} "
-               f"({row['wall_s'] / 60:.0f} min{dice})")
+    message = (
+        f"campaign leg {row['leg']}: steps {row['step_from']:,}-{row['step_to']:,} on {row['machine']} "
+        f"({row['wall_s'] / 60:.0f} min{dice})"
+    )
     return ["git", "commit", "-m", message, "--", str(campaign_dir)]
 
 
@@ -316,8 +370,10 @@ def leg(FLAGS) -> None:
     budget, campaign_dir = parse_duration(FLAGS.budget), Path(FLAGS.campaign_dir)
     train.validate_config(FLAGS.config)
     if FLAGS.dry_run:
-        print(f"universeg_jax.campaign: dry run: flags and config are valid; would train a leg of {budget:.0f} s "
-              f"from {campaign_dir / STATE} in {FLAGS.workdir}")
+        print(
+            f"universeg_jax.campaign: dry run: flags and config are valid; would train a leg of {budget:.0f} s "
+            f"from {campaign_dir / STATE} in {FLAGS.workdir}"
+        )
         return
     row = run_leg(FLAGS.config, campaign_dir, budget_s=budget, workdir=Path(FLAGS.workdir), max_steps=FLAGS.steps)
     print((campaign_dir / TABLE).read_text())
@@ -333,12 +389,14 @@ def define_flags() -> None:
     from absl import flags
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", "configs/campaign.py", "The campaign's training config.",
-                                    lock_config=True)
+    config_flags.DEFINE_config_file(
+        "config", "configs/campaign.py", "The campaign's training config.", lock_config=True
+    )
     flags.DEFINE_string("budget", None, "Wall-clock time of the leg, evaluation included: 45m, 2h, 1h30m, 90s.")
     flags.DEFINE_string("campaign_dir", "campaign", "Holds state/, history.jsonl and history.md (committed).")
-    flags.DEFINE_string("workdir", "runs/campaign", "The leg's training workdir (checkpoints, metrics, "
-                        "TensorBoard); not committed.")
+    flags.DEFINE_string(
+        "workdir", "runs/campaign", "The leg's training workdir (checkpoints, metrics, TensorBoard); not committed."
+    )
     flags.DEFINE_integer("steps", None, "Also stop the leg at this step.")
     flags.DEFINE_bool("commit", False, "git commit the campaign directory after the leg.")
     flags.DEFINE_bool("dry_run", False, "Check the flags and the config, say what would run, and stop.")

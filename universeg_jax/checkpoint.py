@@ -29,9 +29,19 @@ CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.json"
 # Config fields that fix the data stream or the shapes of a run: a resumed run must keep them. (The number of
 # processes may change: global batches do not depend on it.)
-RESUME_FIELDS = ("seed", "model.encoder_blocks", "model.decoder_blocks", "data.datasets", "data.held_out",
-                 "data.size", "data.support_size", "data.dataset_weights", "data.task_weights", "data.repeat_subjects",
-                 "train.batch_size")
+RESUME_FIELDS = (
+    "seed",
+    "model.encoder_blocks",
+    "model.decoder_blocks",
+    "data.datasets",
+    "data.held_out",
+    "data.size",
+    "data.support_size",
+    "data.dataset_weights",
+    "data.task_weights",
+    "data.repeat_subjects",
+    "train.batch_size",
+)
 # Fields that name datasets, compared as the names they list (runs before 2026-12 saved them as "a,b" strings).
 NAME_FIELDS = ("data.datasets", "data.held_out")
 # A run keeps a moving average of its weights (``ema_params`` in the state) when this is > 0; evaluation and
@@ -66,8 +76,9 @@ def has_checkpoint(workdir: epath.PathLike) -> bool:
     return directory.exists() and bool(ocp.utils.checkpoint_steps(directory))
 
 
-def make_manager(workdir: epath.PathLike, *, save_every: int, keep_last: int, keep_every: int = 0
-                 ) -> ocp.CheckpointManager:
+def make_manager(
+    workdir: epath.PathLike, *, save_every: int, keep_last: int, keep_every: int = 0
+) -> ocp.CheckpointManager:
     """Saves every ``save_every`` steps and on preemption; keeps the newest ``keep_last`` checkpoints and,
     if ``keep_every > 0``, every checkpoint whose step is a multiple of ``keep_every``."""
     keep = [policies.LatestN(keep_last)]
@@ -121,11 +132,16 @@ def check_resumable(workdir: epath.PathLike, config_dict: dict) -> None:
             tree = tree.get(part) if isinstance(tree, dict) else None
         return list(dataset_names(tree)) if dotted in NAME_FIELDS and tree is not None else tree
 
-    changed = [f"{field}: {lookup(saved, field)!r} -> {lookup(current, field)!r}"
-               for field in RESUME_FIELDS if lookup(saved, field) != lookup(current, field)]
+    changed = [
+        f"{field}: {lookup(saved, field)!r} -> {lookup(current, field)!r}"
+        for field in RESUME_FIELDS
+        if lookup(saved, field) != lookup(current, field)
+    ]
     if bool(lookup(saved, EMA_FIELD)) != bool(lookup(current, EMA_FIELD)):  # the saved state has it or not
-        changed.append(f"{EMA_FIELD}: {lookup(saved, EMA_FIELD)!r} -> {lookup(current, EMA_FIELD)!r} (turns the "
-                       "moving average of the weights on or off)")
+        changed.append(
+            f"{EMA_FIELD}: {lookup(saved, EMA_FIELD)!r} -> {lookup(current, EMA_FIELD)!r} (turns the "
+            "moving average of the weights on or off)"
+        )
     if changed:
         raise ValueError(
             f"{workdir} holds a run with another config; resuming it with this one would change its data or "
@@ -146,6 +162,7 @@ def write_config(workdir: epath.PathLike, config_dict: dict) -> None:
 def _read_only_notices_dropped():
     """Orbax warns, through absl, that a read-only manager is read-only (on every segment, app and export that
     reads a run): nothing a user can act on."""
+
     def keep(record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return "read_only=True" not in message and "directory is read only" not in message
@@ -166,17 +183,28 @@ def load_model(workdir: epath.PathLike, step: int | None = None) -> UniverSeg:
     model_config = config["model"]
     key = "ema_params" if config.get("optim", {}).get("ema_decay") else "params"
     model = UniverSeg(tuple(model_config["encoder_blocks"]), tuple(model_config["decoder_blocks"]) or None)
-    with _read_only_notices_dropped(), ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE,),
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    with (
+        _read_only_notices_dropped(),
+        ocp.CheckpointManager(
+            checkpoint_dir(workdir), item_names=(STATE,), options=ocp.CheckpointManagerOptions(read_only=True)
+        ) as manager,
+    ):
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
         params = nnx.state(model)
         abstract = {key: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)}
         restored = manager.restore(
-            step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
-                abstract, restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract),
-                partial_restore=True)})
+            step,
+            args=ocp.args.Composite(
+                **{
+                    STATE: ocp.args.PyTreeRestore(
+                        abstract,
+                        restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract),
+                        partial_restore=True,
+                    )
+                }
+            ),
         )
     nnx.update(model, jax.tree.map(jnp.asarray, restored[STATE][key]))
     return model

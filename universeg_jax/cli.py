@@ -50,57 +50,124 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     files = seg.add_argument_group("files")
-    files.add_argument("--support-images", nargs="+", required=True, metavar="PATH",
-                       help="support image files or folders (2D images, NIfTI volumes or DICOM series folders to take "
-                            "labelled slices from)")
-    files.add_argument("--support-labels", nargs="+", required=True, metavar="PATH",
-                       help="label files or folders, one per support image, matched by name")
-    files.add_argument("--query", nargs="+", required=True, metavar="PATH",
-                       help="query image files or folders to segment (3D NIfTI files and DICOM series are segmented "
-                            "slice by slice)")
+    files.add_argument(
+        "--support-images",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="support image files or folders (2D images, NIfTI volumes or DICOM series folders to take "
+        "labelled slices from)",
+    )
+    files.add_argument(
+        "--support-labels",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="label files or folders, one per support image, matched by name",
+    )
+    files.add_argument(
+        "--query",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="query image files or folders to segment (3D NIfTI files and DICOM series are segmented slice by slice)",
+    )
     files.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     files.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
 
     model = seg.add_argument_group("model")
     add_model_options(model)
-    model.add_argument("--batch-size", type=int, default=8, metavar="B",
-                       help="at most this many queries (or slices) per forward pass (default: %(default)s)")
-    model.add_argument("--memory-budget", type=float, default=2.0, metavar="GB",
-                       help="memory one forward pass may use; every label and ensemble member of a chunk of queries "
-                            "runs in one pass when it fits (default: %(default)s)")
+    model.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="B",
+        help="at most this many queries (or slices) per forward pass (default: %(default)s)",
+    )
+    model.add_argument(
+        "--memory-budget",
+        type=float,
+        default=2.0,
+        metavar="GB",
+        help="memory one forward pass may use; every label and ensemble member of a chunk of queries "
+        "runs in one pass when it fits (default: %(default)s)",
+    )
 
     task = seg.add_argument_group("prediction")
-    task.add_argument("--ensemble", type=int, default=1, metavar="K",
-                      help="average the probabilities of K random support subsets (default: %(default)s; K > 1 needs "
-                           "--support-size or a support larger than the weights' support size)")
-    task.add_argument("--support-size", type=int, default=None, metavar="N",
-                      help="support examples per subset (default: all of them up to the support size the weights "
-                           "were trained with, 64 for v1; a larger support is split into ensemble members that "
-                           "together use every example once)")
-    task.add_argument("--seed", type=int, default=0, metavar="S",
-                      help="seed of the random support subsets (default: %(default)s)")
-    task.add_argument("--threshold", type=float, default=0.5, metavar="T",
-                      help="probability from which a pixel is foreground (default: %(default)s)")
-    task.add_argument("--labels", nargs="+", type=int, default=None, metavar="V",
-                      help="segment only these label values (default: every non-zero value in the support labels)")
+    task.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="K",
+        help="average the probabilities of K random support subsets (default: %(default)s; K > 1 needs "
+        "--support-size or a support larger than the weights' support size)",
+    )
+    task.add_argument(
+        "--support-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="support examples per subset (default: all of them up to the support size the weights "
+        "were trained with, 64 for v1; a larger support is split into ensemble members that "
+        "together use every example once)",
+    )
+    task.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="seed of the random support subsets (default: %(default)s)"
+    )
+    task.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        metavar="T",
+        help="probability from which a pixel is foreground (default: %(default)s)",
+    )
+    task.add_argument(
+        "--labels",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="V",
+        help="segment only these label values (default: every non-zero value in the support labels)",
+    )
 
     pre = seg.add_argument_group("preprocessing")
-    pre.add_argument("--percentiles", nargs=2, type=float, default=list(pp.DEFAULT_PERCENTILES), metavar=("LO", "HI"),
-                     help="intensity percentiles mapped to 0 and 1, per image (per volume for NIfTI volumes) "
-                          "(default: %(default)s)")
-    pre.add_argument("--window", nargs=2, type=float, default=None, metavar=("LO", "HI"),
-                     help="fixed intensity window instead of percentiles, e.g. a CT window in HU: -1000 400")
+    pre.add_argument(
+        "--percentiles",
+        nargs=2,
+        type=float,
+        default=list(pp.DEFAULT_PERCENTILES),
+        metavar=("LO", "HI"),
+        help="intensity percentiles mapped to 0 and 1, per image (per volume for NIfTI volumes) (default: %(default)s)",
+    )
+    pre.add_argument(
+        "--window",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("LO", "HI"),
+        help="fixed intensity window instead of percentiles, e.g. a CT window in HU: -1000 400",
+    )
     add_volume_options(pre)
-    pre.add_argument("--resize", choices=pp.RESIZE_MODES, default=None,
-                     help="fit images to the model size by stretching them, or by padding them to a square with "
-                          "their edge values (cropped back after); default: how the weights were trained "
-                          "(stretch for v1)")
+    pre.add_argument(
+        "--resize",
+        choices=pp.RESIZE_MODES,
+        default=None,
+        help="fit images to the model size by stretching them, or by padding them to a square with "
+        "their edge values (cropped back after); default: how the weights were trained "
+        "(stretch for v1)",
+    )
 
     out = seg.add_argument_group("outputs")
-    out.add_argument("--probabilities", action="store_true",
-                     help="also write float32 probability maps (<name>_probabilities.tif or .nii.gz)")
-    out.add_argument("--dicom-seg", action="store_true",
-                     help="for DICOM queries, also write a DICOM SEG object referencing the series (<name>_seg.dcm)")
+    out.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write float32 probability maps (<name>_probabilities.tif or .nii.gz)",
+    )
+    out.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="for DICOM queries, also write a DICOM SEG object referencing the series (<name>_seg.dcm)",
+    )
     out.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -108,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="write a trained model (or any weights) to one .safetensors file",
         description="Export weights that --weights accepts (a training workdir, v1, a .pt or .safetensors file) to "
-                    "the project's .safetensors format, recording the image size they were trained at.",
+        "the project's .safetensors format, recording the image size they were trained at.",
     )
     export.add_argument("--weights", required=True, help="a training workdir, v1, or a weights file")
     export.add_argument("--out", required=True, help="the .safetensors file to write")
@@ -121,24 +188,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_model_options(group) -> None:
     """``--weights`` and ``--size``: the options of the ``segment`` and ``app`` commands that choose the model."""
-    group.add_argument("--weights", default=None, metavar="v1|PATH",
-                       help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, a "
-                            "training run folder (python -m universeg_jax.main --workdir=DIR: its latest checkpoint) "
-                            "or a folder holding one .safetensors export; default: the weights shipped with the "
-                            "package")
-    group.add_argument("--size", nargs=2, type=int, default=None, metavar=("H", "W"),
-                       help="model input size (default: the size the weights were trained at, 128 128 for v1); "
-                            "images are resized to it and predictions back to each image's native size")
+    group.add_argument(
+        "--weights",
+        default=None,
+        metavar="v1|PATH",
+        help="'v1' (official weights, downloaded once), a .safetensors or official .pt file, a "
+        "training run folder (python -m universeg_jax.main --workdir=DIR: its latest checkpoint) "
+        "or a folder holding one .safetensors export; default: the weights shipped with the "
+        "package",
+    )
+    group.add_argument(
+        "--size",
+        nargs=2,
+        type=int,
+        default=None,
+        metavar=("H", "W"),
+        help="model input size (default: the size the weights were trained at, 128 128 for v1); "
+        "images are resized to it and predictions back to each image's native size",
+    )
 
 
 def add_volume_options(group) -> None:
     """``--axis`` and ``--slices-per-volume``: how the ``segment`` and ``app`` commands cut volumes into slices."""
-    group.add_argument("--axis", type=pp.parse_axis, default="axial", metavar="{sagittal,coronal,axial,0,1,2}",
-                       help="plane of the slices volumes are cut into, for support and query, after reorienting "
-                            "every volume to RAS; or a voxel axis of each file (default: %(default)s)")
-    group.add_argument("--slices-per-volume", type=int, default=8, metavar="N",
-                       help="labelled slices taken from each support volume, spread over the labelled ones "
-                            "(default: %(default)s)")
+    group.add_argument(
+        "--axis",
+        type=pp.parse_axis,
+        default="axial",
+        metavar="{sagittal,coronal,axial,0,1,2}",
+        help="plane of the slices volumes are cut into, for support and query, after reorienting "
+        "every volume to RAS; or a voxel axis of each file (default: %(default)s)",
+    )
+    group.add_argument(
+        "--slices-per-volume",
+        type=int,
+        default=8,
+        metavar="N",
+        help="labelled slices taken from each support volume, spread over the labelled ones (default: %(default)s)",
+    )
 
 
 class Terminated(KeyboardInterrupt):
@@ -182,8 +268,10 @@ def _run(args) -> int:
     except KeyboardInterrupt as interrupt:  # Ctrl+C, or SIGTERM through _terminate
         signum = getattr(interrupt, "signum", signal.SIGINT)
         outcome = getattr(interrupt, "outcome", None)
-        print(f"{PROG}: interrupted by {signal.Signals(signum).name}" + (f"; {outcome}" if outcome else ""),
-              file=sys.stderr)
+        print(
+            f"{PROG}: interrupted by {signal.Signals(signum).name}" + (f"; {outcome}" if outcome else ""),
+            file=sys.stderr,
+        )
         return 128 + signum
     return 0
 
@@ -217,8 +305,10 @@ def export(args) -> None:
         raise ValueError(f"--out {out} must end in .safetensors")
     model, trained = trained_weights.load(args.weights)
     weights.save(model, out, image_size=trained.size, support_size=trained.support_size, resize=trained.resize)
-    print(f"wrote {out} (trained at {trained.size[0]}x{trained.size[1]}, support {trained.support_size}, "
-          f"{trained.resize})")
+    print(
+        f"wrote {out} (trained at {trained.size[0]}x{trained.size[1]}, support {trained.support_size}, "
+        f"{trained.resize})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -277,8 +367,13 @@ def segment(args) -> None:
     plans = plan_outputs(items, out, args)
 
     segmenter = Segmenter.from_weights(
-        args.weights, size=args.size, batch_size=args.batch_size, percentiles=args.percentiles, window=args.window,
-        memory_budget=int(args.memory_budget * 1024**3), resize=args.resize,
+        args.weights,
+        size=args.size,
+        batch_size=args.batch_size,
+        percentiles=args.percentiles,
+        window=args.window,
+        memory_budget=int(args.memory_budget * 1024**3),
+        resize=args.resize,
     )
     support = read_support(segmenter, pairs, args)
     options = dict(ensemble=args.ensemble, support_size=args.support_size, seed=args.seed, threshold=args.threshold)
@@ -343,7 +438,7 @@ def remove_stale_staging(out: Path) -> None:
     loss). A folder of a live run, or of a run on another machine, is left alone."""
     host = _owner().rsplit("-", 1)[0]
     for folder in out.glob(f"{STAGING_PREFIX}{host}-*"):
-        pid = folder.name[len(f"{STAGING_PREFIX}{host}-"):].split("-", 1)[0]
+        pid = folder.name[len(f"{STAGING_PREFIX}{host}-") :].split("-", 1)[0]
         if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -375,7 +470,11 @@ def read_support(segmenter, pairs, args):
         image, label = io.read_support_pair(image_path, label_path)
         if image.volume:
             slices, slice_labels, indices = segmenter.volume_support_slices(
-                image.array, label, axis=args.axis, affine=image.affine, count=args.slices_per_volume,
+                image.array,
+                label,
+                axis=args.axis,
+                affine=image.affine,
+                count=args.slices_per_volume,
                 name=image.name,
             )
             images += slices
@@ -383,12 +482,12 @@ def read_support(segmenter, pairs, args):
             names += [f"{image.name}[{pp.axis_label(args.axis)} slice {i}]" for i in indices]
             geometries.append((image.name, pp.Orientation.from_affine(image.affine)))
         else:
-            images.append(segmenter.normalize(pp.to_grayscale(image.array, name=str(image_path)),
-                                              name=str(image_path)))
+            images.append(segmenter.normalize(pp.to_grayscale(image.array, name=str(image_path)), name=str(image_path)))
             labels.append(label)
             names.append(image_path.name)
-    return segmenter.prepare_support(images, labels, label_values=args.labels, normalize=False, names=names,
-                                     geometries=geometries)
+    return segmenter.prepare_support(
+        images, labels, label_values=args.labels, normalize=False, names=names, geometries=geometries
+    )
 
 
 def _progress(total: int, args, unit: str):
@@ -452,8 +551,9 @@ def write_volume(segmenter, support, loaded, staged: dict[str, Path], options, a
     """Segment one volume (NIfTI or DICOM series) slice by slice; the mask keeps the input's shape, affine and
     header (a DICOM series: its geometry)."""
     volume = loaded.array
-    result = segmenter.segment_volume(volume, support, axis=args.axis, affine=loaded.affine, name=loaded.name,
-                                      progress=not args.quiet, **options)
+    result = segmenter.segment_volume(
+        volume, support, axis=args.axis, affine=loaded.affine, name=loaded.name, progress=not args.quiet, **options
+    )
     io.write_array(staged["mask"], result.label_map, reference=loaded.reference)
     if "probabilities" in staged:
         probs = probability_array(result.probabilities, volume.shape, nifti=True)

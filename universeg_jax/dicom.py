@@ -100,8 +100,9 @@ def read_folder(folder, *, what: str = "DICOM folder") -> list[Series]:
     skipped = []
     for path in files:
         ds = _read_file(path)
-        sop_class = getattr(ds, "SOPClassUID", None) or getattr(getattr(ds, "file_meta", None),
-                                                                "MediaStorageSOPClassUID", None)
+        sop_class = getattr(ds, "SOPClassUID", None) or getattr(
+            getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None
+        )
         if not sop_class:
             raise ValueError(f"cannot read DICOM file {path}: it has no SOP class (a corrupt or truncated file)")
         if getattr(ds, "Modality", "") == "SEG" or "PixelData" not in ds:
@@ -110,8 +111,12 @@ def read_folder(folder, *, what: str = "DICOM folder") -> list[Series]:
         uid = str(getattr(ds, "SeriesInstanceUID", "")) or "unknown"
         groups.setdefault(uid, []).append((path, ds))
     if skipped:
-        warnings.warn(f"{folder}: skipped {len(skipped)} DICOM file(s) without image data (e.g. DICOMDIR, SEG): "
-                      f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{folder}: skipped {len(skipped)} DICOM file(s) without image data (e.g. DICOMDIR, SEG): "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}",
+            UserWarning,
+            stacklevel=2,
+        )
     if not groups:
         raise ValueError(f"{what}: {folder} holds no DICOM images")
     series = []
@@ -151,13 +156,16 @@ def _volume(items, uid: str, name: str, folder: Path) -> Series:
     positions = []
     for path, ds in items:
         if not np.allclose(_floats(ds, "ImageOrientationPatient", 6, path), orientation, atol=TOLERANCE):
-            raise ValueError(f"{label}: {path.name} has another orientation than {first_path.name}: "
-                             "the series mixes acquisitions; put each in its own folder")
+            raise ValueError(
+                f"{label}: {path.name} has another orientation than {first_path.name}: "
+                "the series mixes acquisitions; put each in its own folder"
+            )
         if not np.allclose(_floats(ds, "PixelSpacing", 2, path), spacing, rtol=TOLERANCE):
             raise ValueError(f"{label}: {path.name} has another pixel spacing than {first_path.name}")
         if (int(ds.Rows), int(ds.Columns)) != shape:
-            raise ValueError(f"{label}: {path.name} is {ds.Rows}x{ds.Columns}, {first_path.name} is "
-                             f"{shape[0]}x{shape[1]}")
+            raise ValueError(
+                f"{label}: {path.name} is {ds.Rows}x{ds.Columns}, {first_path.name} is {shape[0]}x{shape[1]}"
+            )
         positions.append(_floats(ds, "ImagePositionPatient", 3, path))
     positions = np.array(positions)
     distance = positions @ normal
@@ -168,8 +176,10 @@ def _volume(items, uid: str, name: str, folder: Path) -> Series:
         same = np.flatnonzero(steps < TOLERANCE * max(spacing.max(), 1.0))
         if len(same):
             a, b = items[same[0]][0].name, items[same[0] + 1][0].name
-            raise ValueError(f"{label}: {a} and {b} lie at the same position ({distance[same[0]]:.2f} mm along the "
-                             "slice normal): the folder holds several acquisitions, echoes or copies of one series")
+            raise ValueError(
+                f"{label}: {a} and {b} lie at the same position ({distance[same[0]]:.2f} mm along the "
+                "slice normal): the folder holds several acquisitions, echoes or copies of one series"
+            )
         usual = float(np.median(steps))
         bad = np.flatnonzero(np.abs(steps - usual) > STEP_TOLERANCE * usual)
         if len(bad):
@@ -181,8 +191,10 @@ def _volume(items, uid: str, name: str, folder: Path) -> Series:
             )
         step = (positions[-1] - positions[0]) / (len(items) - 1)
         if abs(np.dot(step / np.linalg.norm(step), normal)) < 1 - 1e-3:
-            raise ValueError(f"{label}: slice positions do not follow the slice normal (a tilted or sheared series); "
-                             "convert it to NIfTI with a tool that resamples it, e.g. dcm2niix")
+            raise ValueError(
+                f"{label}: slice positions do not follow the slice normal (a tilted or sheared series); "
+                "convert it to NIfTI with a tool that resamples it, e.g. dcm2niix"
+            )
     else:
         thickness = float(getattr(first, "SliceThickness", 0) or 0) or 1.0
         step = normal * thickness
@@ -194,8 +206,10 @@ def _volume(items, uid: str, name: str, folder: Path) -> Series:
         except Exception as err:
             raise ValueError(f"cannot decode the pixel data of DICOM file {path}: {err}") from None
         if pixels.shape != shape:
-            raise ValueError(f"DICOM file {path} has pixel data of shape {pixels.shape}; expected {shape} "
-                             "(multi-frame or colour images are not a series of slices)")
+            raise ValueError(
+                f"DICOM file {path} has pixel data of shape {pixels.shape}; expected {shape} "
+                "(multi-frame or colour images are not a series of slices)"
+            )
         slope = float(getattr(ds, "RescaleSlope", 1) or 1)
         intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
         slices.append(pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept))

@@ -186,8 +186,10 @@ def check_config(config) -> None:
     for field in ("draws", "ensemble_support_size", "max_queries", "batch_size"):
         _positive_int(config, field)
     if not isinstance(config.size, (int, np.integer)) or isinstance(config.size, bool) or config.size < 0:
-        raise ValueError(f"config.size must be a positive integer, or 0 for the size the weights were trained at, "
-                         f"got {config.size!r}")
+        raise ValueError(
+            f"config.size must be a positive integer, or 0 for the size the weights were trained at, "
+            f"got {config.size!r}"
+        )
     if not isinstance(config.seed, (int, np.integer)) or config.seed < 0:
         raise ValueError(f"config.seed must be a non-negative integer, got {config.seed!r}")
     if not isinstance(config.qualitative_tasks, (int, np.integer)) or config.qualitative_tasks < 0:
@@ -196,8 +198,10 @@ def check_config(config) -> None:
         raise ValueError(f"config.threshold must be strictly between 0 and 1, got {config.threshold!r}")
     unknown = [b for b in config.baselines if b not in baselines.BASELINES]
     if isinstance(config.baselines, str) or unknown:
-        raise ValueError(f"config.baselines: unknown baseline(s) {unknown or config.baselines!r}; "
-                         f"known baselines: {', '.join(baselines.BASELINES)}")
+        raise ValueError(
+            f"config.baselines: unknown baseline(s) {unknown or config.baselines!r}; "
+            f"known baselines: {', '.join(baselines.BASELINES)}"
+        )
     if isinstance(config.datasets, str) or not config.datasets or not all(isinstance(d, str) for d in config.datasets):
         raise ValueError(f"config.datasets must be a non-empty list of dataset names, got {config.datasets!r}")
     if not isinstance(config.weights, str) or not config.weights:
@@ -225,7 +229,7 @@ def evaluate(predictor_or_model, store, config) -> Report:
     check_config(config)
     if isinstance(predictor_or_model, UniverSeg):
         predictor_or_model = ModelPredictor(predictor_or_model, batch_size=config.batch_size)
-    methods = ([predictor_or_model] if predictor_or_model is not None else [])
+    methods = [predictor_or_model] if predictor_or_model is not None else []
     methods += [baselines.make_baseline(b) for b in config.baselines]
     if not methods:
         raise ValueError("nothing to evaluate: no model and config.baselines is empty")
@@ -242,11 +246,24 @@ def evaluate(predictor_or_model, store, config) -> Report:
     start = time.perf_counter()
     for t, task in enumerate(store.tasks):
         data = _load_task(store, task)
-        info = {"id": task.id, "dataset": task.dataset, "examples": len(task.examples),
-                "subjects": len(set(task.subjects)), "support_sizes": set(), "ensemble": False, "queries": []}
+        info = {
+            "id": task.id,
+            "dataset": task.dataset,
+            "examples": len(task.examples),
+            "subjects": len(set(task.subjects)),
+            "support_sizes": set(),
+            "ensemble": False,
+            "queries": [],
+        }
         for d in range(config.draws):
-            draw = make_draw(task, d, seed=int(config.seed), max_queries=int(config.max_queries),
-                             support_sizes=sizes + [ensemble_size], members=max(ks))
+            draw = make_draw(
+                task,
+                d,
+                seed=int(config.seed),
+                max_queries=int(config.max_queries),
+                support_sizes=sizes + [ensemble_size],
+                members=max(ks),
+            )
             info["queries"].append(len(draw.queries))
             episode = _Episode(data, draw)
             evaluated = [n for n in sizes if n <= len(draw.pool)]
@@ -256,35 +273,62 @@ def evaluate(predictor_or_model, store, config) -> Report:
             for method in methods:
                 tic = time.perf_counter()
                 predictions = _Predictions(method, episode)
-                common = {"method": method.name, "task": task.id, "dataset": task.dataset, "draw": d,
-                          "queries": len(draw.queries)}
+                common = {
+                    "method": method.name,
+                    "task": task.id,
+                    "dataset": task.dataset,
+                    "draw": d,
+                    "queries": len(draw.queries),
+                }
                 scores = _score(predictions, episode, evaluated, ensemble, ks, config.threshold)
                 rows += [{**common, **score} for score in scores]
                 if d == 0 and evaluated and t < config.qualitative_tasks:
-                    _add_qualitative(qualitative, task, episode, method.name, predictions(evaluated[-1], 0),
-                                     evaluated[-1], config.threshold)
+                    _add_qualitative(
+                        qualitative,
+                        task,
+                        episode,
+                        method.name,
+                        predictions(evaluated[-1], 0),
+                        evaluated[-1],
+                        config.threshold,
+                    )
                 seconds[method.name] += time.perf_counter() - tic
         info["support_sizes"] = sorted(info["support_sizes"])
         task_info.append(info)
         logging.info("evaluated task %s (%d/%d)", task.id, t + 1, len(store.tasks))
     if not rows:
-        raise ValueError(f"no task has enough examples for support sizes {sizes}: a support of size N needs N "
-                         "examples from subjects other than the queries'")
+        raise ValueError(
+            f"no task has enough examples for support sizes {sizes}: a support of size N needs N "
+            "examples from subjects other than the queries'"
+        )
     timing = {"total_seconds": time.perf_counter() - start, "method_seconds": dict(seconds)}
     return Report(config_dict(config), names, task_info, rows, summarize(rows), timing, qualitative)
 
 
 def _score(predictions, episode, sizes: list[int], ensemble_size: int | None, ks: list[int], threshold) -> list:
     """Mean Dice of one method on one draw: at each support size, then for each ensemble size K (if any)."""
-    scores = [{"experiment": "support_size", "support_size": n, "ensemble": 1,
-               "dice": episode.mean_dice(predictions(n, 0), threshold)} for n in sizes]
+    scores = [
+        {
+            "experiment": "support_size",
+            "support_size": n,
+            "ensemble": 1,
+            "dice": episode.mean_dice(predictions(n, 0), threshold),
+        }
+        for n in sizes
+    ]
     if ensemble_size is not None:
         total = 0.0
         for k in range(1, max(ks) + 1):
             total = total + predictions(ensemble_size, k - 1)
             if k in ks:
-                scores.append({"experiment": "ensemble", "support_size": ensemble_size, "ensemble": k,
-                               "dice": episode.mean_dice(total / k, threshold)})
+                scores.append(
+                    {
+                        "experiment": "ensemble",
+                        "support_size": ensemble_size,
+                        "ensemble": k,
+                        "dice": episode.mean_dice(total / k, threshold),
+                    }
+                )
     return scores
 
 
@@ -321,10 +365,17 @@ def _add_qualitative(qualitative: list, task, episode: _Episode, method: str, pr
     """First query of draw 0 at the task's largest evaluated support size: one figure row per task."""
     if not qualitative or qualitative[-1]["task"] != task.id:
         images, labels = episode.support(size, 0)
-        qualitative.append({"task": task.id, "support_size": size,
-                            "support_images": images[:QUALITATIVE_SUPPORT, ..., 0],
-                            "support_labels": labels[:QUALITATIVE_SUPPORT, ..., 0],
-                            "query": episode.queries[0, ..., 0], "truth": episode.truth[0], "predictions": {}})
+        qualitative.append(
+            {
+                "task": task.id,
+                "support_size": size,
+                "support_images": images[:QUALITATIVE_SUPPORT, ..., 0],
+                "support_labels": labels[:QUALITATIVE_SUPPORT, ..., 0],
+                "query": episode.queries[0, ..., 0],
+                "truth": episode.truth[0],
+                "predictions": {},
+            }
+        )
     mask = metrics.binarize(probabilities[0], threshold)
     qualitative[-1]["predictions"][method] = (mask, float(metrics.dice(mask, episode.truth[0])))
 
@@ -338,8 +389,10 @@ SETTING = ("experiment", "method", "support_size", "ensemble")
 def _mean_by_draw(units: Sequence[dict]) -> tuple[float, dict]:
     """(mean of the units' means, draw -> mean over the units that have that draw) for units ``draw -> dice``."""
     draws = sorted(set().union(*units))
-    return (float(np.mean([np.mean(list(u.values())) for u in units])),
-            {d: float(np.mean([u[d] for u in units if d in u])) for d in draws})
+    return (
+        float(np.mean([np.mean(list(u.values())) for u in units])),
+        {d: float(np.mean([u[d] for u in units if d in u])) for d in draws},
+    )
 
 
 def summarize(rows: Sequence[dict]) -> list[dict]:
@@ -373,11 +426,20 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
             _, draw_means = _mean_by_draw([draw_means for _, draw_means in datasets.values()])
         else:
             mean, draw_means = _mean_by_draw([by_draw for _, by_draw in tasks])
-        summary.append({"scope": scope, "name": name, **dict(zip(SETTING, setting)), "dice_mean": mean,
-                        "dice_std_draws": metrics.mean_std(list(draw_means.values()))[1],
-                        "dice_std_tasks": metrics.mean_std([np.mean(list(t.values())) for _, t in tasks])[1],
-                        "dice_std_datasets": metrics.mean_std([m for m, _ in datasets.values()])[1],
-                        "tasks": len(tasks), "datasets": len(datasets), "draws": len(draw_means)})
+        summary.append(
+            {
+                "scope": scope,
+                "name": name,
+                **dict(zip(SETTING, setting)),
+                "dice_mean": mean,
+                "dice_std_draws": metrics.mean_std(list(draw_means.values()))[1],
+                "dice_std_tasks": metrics.mean_std([np.mean(list(t.values())) for _, t in tasks])[1],
+                "dice_std_datasets": metrics.mean_std([m for m, _ in datasets.values()])[1],
+                "tasks": len(tasks),
+                "datasets": len(datasets),
+                "draws": len(draw_means),
+            }
+        )
     return summary
 
 
@@ -401,11 +463,16 @@ def evaluable(store, support_size: int):
     view = copy.copy(store)
     view.tasks = [task for task in store.tasks if len(task.examples) > support_size]
     for dataset in sorted({t.dataset for t in store.tasks} - {t.dataset for t in view.tasks}):
-        logging.warning("dataset %s is left out of the evaluation: no task has %d examples (support %d and a query)",
-                        dataset, support_size + 1, support_size)
+        logging.warning(
+            "dataset %s is left out of the evaluation: no task has %d examples (support %d and a query)",
+            dataset,
+            support_size + 1,
+            support_size,
+        )
     if not view.tasks:
-        raise ValueError(f"no task of config.datasets has {support_size + 1} examples (the smallest support size "
-                         "and a query)")
+        raise ValueError(
+            f"no task of config.datasets has {support_size + 1} examples (the smallest support size and a query)"
+        )
     return view
 
 
@@ -449,14 +516,17 @@ def run(config, workdir, *, store=None) -> Report:
         if config.get("manual_dir"):  # raw MegaMedical downloads: built first; those that do not build left out
             from universeg_jax import megamedical
 
-            config.datasets = megamedical.prepare(config.datasets, config.manual_dir,
-                                                  config.data_dir or default_data_dir(), config.size)
+            config.datasets = megamedical.prepare(
+                config.datasets, config.manual_dir, config.data_dir or default_data_dir(), config.size
+            )
         store = open_tasks(list(config.datasets), config.data_dir or None, build=True, size=config.size)
     store = evaluable(select_datasets(store, config.datasets), min(_ints(config, "support_sizes")))
     shape = np.shape(store[store.tasks[0].examples[0]]["image"])
     if shape != (config.size, config.size, 1):
-        raise ValueError(f"the store holds {shape} images but config.size is {config.size}: open the tasks at "
-                         "that size or change config.size")
+        raise ValueError(
+            f"the store holds {shape} images but config.size is {config.size}: open the tasks at "
+            "that size or change config.size"
+        )
     report = evaluate(model, store, config)
     logging.info("mean Dice over datasets (each weighted equally), per support size:\n%s", headline_table(report))
     paths = write_report(report, output)

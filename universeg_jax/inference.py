@@ -200,8 +200,11 @@ class Segmenter:
         factor = 2 ** (model.levels - 1)
         if self.size[0] % factor or self.size[1] % factor:
             raise ValueError(f"size {self.size} must be a multiple of {factor} for this model")
-        for name, value in (("batch_size", batch_size), ("support_size", support_size),
-                            ("memory_budget", memory_budget)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("support_size", support_size),
+            ("memory_budget", memory_budget),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.batch_size, self.trained_support_size = int(batch_size), int(support_size)
@@ -225,8 +228,14 @@ class Segmenter:
         self._segment_encoded = jax.jit(segment_encoded)
 
     @classmethod
-    def from_weights(cls, weights: str | Path | None = None, *, size: Sequence[int] | None = None,
-                     resize: str | None = None, **kwargs):
+    def from_weights(
+        cls,
+        weights: str | Path | None = None,
+        *,
+        size: Sequence[int] | None = None,
+        resize: str | None = None,
+        **kwargs,
+    ):
         """A Segmenter for ``weights`` (see ``universeg_jax.trained``), at the size, support size and resize mode
         they were trained with unless given."""
         model, trained = load_trained(weights)
@@ -254,8 +263,15 @@ class Segmenter:
 
     def _standardize(self, slices: np.ndarray, volume_range, name: str) -> np.ndarray:
         """Model inputs for raw slices of one volume: ``preprocess.standardize_slices``, as the builders do."""
-        return pp.standardize_slices(slices, self.size, percentiles=self.percentiles, window=self.window,
-                                     volume_range=volume_range, resize=self.resize, name=name)
+        return pp.standardize_slices(
+            slices,
+            self.size,
+            percentiles=self.percentiles,
+            window=self.window,
+            volume_range=volume_range,
+            resize=self.resize,
+            name=name,
+        )
 
     def standardize_volume(self, volume, *, axis="axial", affine=None, name: str = "volume") -> np.ndarray:
         """The model inputs ``(n, h, w)`` for every slice of a volume along ``axis`` (canonical RAS order when an
@@ -287,8 +303,13 @@ class Segmenter:
         if lab.shape != _as_volume(volume, name).shape:
             raise ValueError(f"label shape {lab.shape} does not match volume shape {_as_volume(volume, name).shape}")
         canonical, orientation, axis, _ = self._canonical(volume, affine, axis, name)
-        vol = pp.normalize_slices(pp.volume_slices(canonical, axis), percentiles=self.percentiles, window=self.window,
-                                  volume_range=self._volume_range(canonical, name), name=name)
+        vol = pp.normalize_slices(
+            pp.volume_slices(canonical, axis),
+            percentiles=self.percentiles,
+            window=self.window,
+            volume_range=self._volume_range(canonical, name),
+            name=name,
+        )
         lab = pp.volume_slices(orientation.to_canonical(lab), axis)
         if indices is None:
             labelled = np.flatnonzero(lab.reshape(len(lab), -1).any(axis=1))
@@ -354,8 +375,10 @@ class Segmenter:
         if not label_values:
             raise ValueError("every support label is empty (no foreground): there is nothing to segment")
         masks = np.stack(
-            [np.stack([pp.fit_label(m == v, self.size, self.resize, "area", name=n) for m, n in zip(maps, names)])
-             for v in label_values]
+            [
+                np.stack([pp.fit_label(m == v, self.size, self.resize, "area", name=n) for m, n in zip(maps, names)])
+                for v in label_values
+            ]
         )
         for value, per_label in zip(label_values, masks):
             if not per_label.any():
@@ -423,11 +446,18 @@ class Segmenter:
             yield from self._segment_chunk(chunk, plan, support.label_values, threshold, i + 1 - len(chunk))
 
     def _segment_chunk(self, grays, plan, label_values, threshold, first):
-        inputs = np.stack([
-            pp.fit_image(self.normalize(g, name=f"queries[{first + j}]"), self.size, self.resize, "area",
-                         name=f"queries[{first + j}]")
-            for j, g in enumerate(grays)
-        ])
+        inputs = np.stack(
+            [
+                pp.fit_image(
+                    self.normalize(g, name=f"queries[{first + j}]"),
+                    self.size,
+                    self.resize,
+                    "area",
+                    name=f"queries[{first + j}]",
+                )
+                for j, g in enumerate(grays)
+            ]
+        )
         probs = self._predict(inputs, plan)  # (L, b, h, w)
         for j, gray in enumerate(grays):
             native = pp.unfit(probs[:, j], gray.shape, self.resize)
@@ -510,14 +540,19 @@ class Segmenter:
                     f"the support has {n} examples, more than the {trained} the weights were trained with: it is "
                     f"split into {parts} ensemble members of {'-'.join(map(str, sizes))} examples that together use "
                     "every example once (pass support_size / --support-size to choose)",
-                    UserWarning, stacklevel=3,
+                    UserWarning,
+                    stacklevel=3,
                 )
                 return members
             return support_members(n, trained, ensemble, seed)
-        if isinstance(support_size, bool) or not isinstance(support_size, (int, np.integer)) \
-                or not 1 <= support_size <= n:
-            raise ValueError(f"support_size must be an integer in [1, {n}] (the support has {n} examples), "
-                             f"got {support_size!r}")
+        if (
+            isinstance(support_size, bool)
+            or not isinstance(support_size, (int, np.integer))
+            or not 1 <= support_size <= n
+        ):
+            raise ValueError(
+                f"support_size must be an integer in [1, {n}] (the support has {n} examples), got {support_size!r}"
+            )
         if ensemble > 1 and support_size == n:
             raise ValueError(
                 f"ensemble={ensemble} needs support_size smaller than the support ({n} examples): "
@@ -534,7 +569,9 @@ class Segmenter:
         if support.images.shape[1:] != self.size:
             raise ValueError(f"support was prepared at {support.images.shape[1:]}, this Segmenter uses {self.size}")
         if support.resize != self.resize:
-            raise ValueError(f"support was prepared with resize={support.resize!r}, this Segmenter uses {self.resize!r}")
+            raise ValueError(
+                f"support was prepared with resize={support.resize!r}, this Segmenter uses {self.resize!r}"
+            )
         members = self.members(len(support), ensemble, support_size, seed)
         by_size: dict[int, list[tuple[int, int]]] = {}
         for k, member in enumerate(members):

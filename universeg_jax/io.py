@@ -81,18 +81,22 @@ def list_images(paths: Sequence, what: str) -> list[Path]:
                 found.append(p)
             found.extend(segs)
             found.extend(sorted(f for f in p.iterdir() if f.is_file() and suffix(f) in IMAGE_SUFFIXES))
-            found.extend(sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")
-                                and dicom.has_dicom(d)))
+            found.extend(
+                sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".") and dicom.has_dicom(d))
+            )
         elif p.is_file():
             if suffix(p) not in IMAGE_SUFFIXES and not dicom.is_dicom_file(p):
-                raise ValueError(f"{what}: {p} is not a supported image file ({', '.join(IMAGE_SUFFIXES)}, "
-                                 "or a folder of DICOM files)")
+                raise ValueError(
+                    f"{what}: {p} is not a supported image file ({', '.join(IMAGE_SUFFIXES)}, "
+                    "or a folder of DICOM files)"
+                )
             found.append(p)
         else:
             raise FileNotFoundError(f"{what}: {p} does not exist")
     if not found:
-        raise ValueError(f"{what}: no image files ({', '.join(IMAGE_SUFFIXES)}) or DICOM series in "
-                         f"{', '.join(map(str, paths))}")
+        raise ValueError(
+            f"{what}: no image files ({', '.join(IMAGE_SUFFIXES)}) or DICOM series in {', '.join(map(str, paths))}"
+        )
     return found
 
 
@@ -174,8 +178,10 @@ def read(path, *, what: str = "image") -> list[Loaded]:
 
     path = Path(path)
     if path.is_dir():
-        return [Loaded(path, s.name, np.asarray(s.image.dataobj), True, s.image.affine, s.image, s)
-                for s in dicom.read_folder(path, what=f"{what} {path}")]
+        return [
+            Loaded(path, s.name, np.asarray(s.image.dataobj), True, s.image.affine, s.image, s)
+            for s in dicom.read_folder(path, what=f"{what} {path}")
+        ]
     if is_nifti(path):
         image = _load_nifti_once(path)
         try:
@@ -202,8 +208,10 @@ def read_support_pair(image_path, label_path) -> tuple[Loaded, np.ndarray]:
     image_path, label_path = Path(image_path), Path(label_path)
     loaded = read(image_path, what="image")
     if len(loaded) != 1:
-        raise ValueError(f"support {image_path} holds {len(loaded)} DICOM series "
-                         f"({', '.join(x.name for x in loaded)}): put each series in its own folder with its label")
+        raise ValueError(
+            f"support {image_path} holds {len(loaded)} DICOM series "
+            f"({', '.join(x.name for x in loaded)}): put each series in its own folder with its label"
+        )
     (image,) = loaded
     if image.series is not None and dicom.is_dicom_file(label_path) and not label_path.is_dir():
         label = dicom.read_seg(label_path, image.series)
@@ -213,9 +221,12 @@ def read_support_pair(image_path, label_path) -> tuple[Loaded, np.ndarray]:
             raise ValueError(f"the label {label_path} of support {image_path} holds {len(labels)} DICOM series")
         label = labels[0].array
     if np.shape(image.array)[:2] != np.shape(label)[:2] or (
-            image.volume and np.shape(image.array)[:3] != np.shape(label)[:3]):
-        raise ValueError(f"support image {image_path} has shape {np.shape(image.array)} but its label {label_path} "
-                         f"has shape {np.shape(label)}")
+        image.volume and np.shape(image.array)[:3] != np.shape(label)[:3]
+    ):
+        raise ValueError(
+            f"support image {image_path} has shape {np.shape(image.array)} but its label {label_path} "
+            f"has shape {np.shape(label)}"
+        )
     if image.reference is not None and not image.volume:  # a 2D NIfTI image: (H, W) or (H, W, 1)
         image = dataclasses.replace(image, array=image.array.reshape(image.array.shape[:2]))
         label = np.asarray(label).reshape(np.shape(label)[:2])
@@ -254,8 +265,9 @@ def read_image(path) -> np.ndarray:
         image = load_nifti(path)
         return np.asanyarray(image.dataobj)
     if kind not in IMAGE_SUFFIXES:
-        raise ValueError(f"cannot read image {path}: unsupported extension {kind!r}; use one of "
-                         f"{', '.join(IMAGE_SUFFIXES)}")
+        raise ValueError(
+            f"cannot read image {path}: unsupported extension {kind!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
     array = read_2d_image(path)
     if array.ndim == 3 and array.shape[-1] not in (1, 3, 4):
         raise ValueError(f"{path} has shape {array.shape}: a stack, not a 2D image; store volumes as NIfTI")

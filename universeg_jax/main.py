@@ -25,13 +25,18 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "Train (configs/base.py) or evaluate (configs/evaluate.py).")
 config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]) for the mode.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and config.json.")
-flags.DEFINE_enum("distributed", "auto", parallel.DISTRIBUTED_MODES,
-                  "Start jax.distributed: auto (when a coordinator or a multi-process cluster is detected), on, off.")
+flags.DEFINE_enum(
+    "distributed",
+    "auto",
+    parallel.DISTRIBUTED_MODES,
+    "Start jax.distributed: auto (when a coordinator or a multi-process cluster is detected), on, off.",
+)
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (default: $JAX_NUM_PROCESSES or auto-detected).")
 flags.DEFINE_integer("process_id", None, "This process's index (default: $JAX_PROCESS_ID or auto-detected).")
-flags.DEFINE_bool("dry_run", False, "Check the flags and the config, say what would run, and stop (reads no data, "
-                  "loads no weights).")
+flags.DEFINE_bool(
+    "dry_run", False, "Check the flags and the config, say what would run, and stop (reads no data, loads no weights)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

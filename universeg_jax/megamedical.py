@@ -17,8 +17,17 @@ from pathlib import Path
 
 ENV = "UNIVERSEG_JAX_MEGAMEDICAL"
 # WBC and STARE are held out in the paper; the others are datasets no preset here trains on.
-DATASETS = ("wbc", "stare", "kvasir_seg", "msd_hippocampus", "bbbc038", "isbi_em", "drive", "lgg_flair",
-            "chexplanation")
+DATASETS = (
+    "wbc",
+    "stare",
+    "kvasir_seg",
+    "msd_hippocampus",
+    "bbbc038",
+    "isbi_em",
+    "drive",
+    "lgg_flair",
+    "chexplanation",
+)
 
 
 def release_root(name: str, root) -> Path | None:
@@ -39,8 +48,10 @@ def build(names: Sequence[str], root, data_dir, size: int) -> tuple[list[str], d
 
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"config.manual_dir={str(root)!r} is not a directory: name the folder that holds "
-                                f"the raw MegaMedical downloads (or set ${ENV})")
+        raise FileNotFoundError(
+            f"config.manual_dir={str(root)!r} is not a directory: name the folder that holds "
+            f"the raw MegaMedical downloads (or set ${ENV})"
+        )
     built, failed = [], {}
     for name in names:
         manual_dir = release_root(name, root)
@@ -66,6 +77,8 @@ def prepare(datasets: Sequence[str], manual_dir, data_dir, size: int) -> list[st
     _, failed = build([d for d in datasets if d in registry.RAW], manual_dir, data_dir, size)
     kept = [d for d in datasets if d not in failed]
     if not kept:
-        raise ValueError(f"none of config.datasets could be built from config.manual_dir={str(manual_dir)!r}: "
-                         + "; ".join(f"{name}: {why}" for name, why in failed.items()))
+        raise ValueError(
+            f"none of config.datasets could be built from config.manual_dir={str(manual_dir)!r}: "
+            + "; ".join(f"{name}: {why}" for name, why in failed.items())
+        )
     return kept

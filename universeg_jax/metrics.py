@@ -29,8 +29,10 @@ def _as_mask(x, name: str) -> np.ndarray:
     if a.dtype == bool:
         return a
     if not np.isin(a, (0, 1)).all():
-        raise ValueError(f"{name} must be a binary mask (bool or values in {{0, 1}}); threshold probabilities "
-                         "first with metrics.binarize")
+        raise ValueError(
+            f"{name} must be a binary mask (bool or values in {{0, 1}}); threshold probabilities "
+            "first with metrics.binarize"
+        )
     return a.astype(bool)
 
 

@@ -310,7 +310,9 @@ class UniverSeg(nnx.Module):
         mean = encoded["mean"]
         g, h, w, _ = mean.shape
         if query.ndim != 4 or query.shape[1:] != (h, w, 1):
-            raise ValueError(f"query must have shape (B, {h}, {w}, 1) like the encoded support, got {tuple(query.shape)}")
+            raise ValueError(
+                f"query must have shape (B, {h}, {w}, 1) like the encoded support, got {tuple(query.shape)}"
+            )
         b = query.shape[0]
         dtype = self.dtype
         first = self.enc_blocks[0]

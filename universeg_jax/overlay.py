@@ -79,8 +79,9 @@ def _fit(draw, text: str, font, room: int) -> str:
     return text + "…" if text else ""
 
 
-def _text_strip(width: int, items: Sequence[tuple[int, str]], height: int = TITLE_HEIGHT,
-                swatches: dict | None = None) -> np.ndarray:
+def _text_strip(
+    width: int, items: Sequence[tuple[int, str]], height: int = TITLE_HEIGHT, swatches: dict | None = None
+) -> np.ndarray:
     """A dark strip with ``(x, text)`` titles, each cut short where the next one starts (or the strip ends); with
     ``swatches`` ({x: colour}) a colour square before each text."""
     from PIL import Image, ImageDraw
@@ -94,8 +95,7 @@ def _text_strip(width: int, items: Sequence[tuple[int, str]], height: int = TITL
         if swatches and x in swatches:
             draw.rectangle([x + 2, 4, x + height - 6, height - 5], fill=tuple(int(c) for c in swatches[x]))
             offset = height
-        draw.text((x + 3 + offset, 2), _fit(draw, text, font, end - x - 3 - offset - GAP), fill=TEXT_COLOUR,
-                  font=font)
+        draw.text((x + 3 + offset, 2), _fit(draw, text, font, end - x - 3 - offset - GAP), fill=TEXT_COLOUR, font=font)
     return np.asarray(strip)
 
 
@@ -153,8 +153,9 @@ def overlay(
     if pairs:
         shown = pairs[:max_support]
         title = f"support ({len(shown)} of {len(pairs)})" if len(pairs) > len(shown) else "support"
-        panels = [(pp.to_grayscale(img), pp.label_to_2d(lab), title if k == 0 else "")
-                  for k, (img, lab) in enumerate(shown)]
+        panels = [
+            (pp.to_grayscale(img), pp.label_to_2d(lab), title if k == 0 else "") for k, (img, lab) in enumerate(shown)
+        ]
         rows.append(_row(panels, width, colours))
     legend, swatches, x = [], {}, 0
     for value in label_values:

@@ -85,9 +85,7 @@ def to_grayscale(image, *, name: str = "image") -> np.ndarray:
         return arr[..., 0].astype(np.float32)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         return arr[..., :3].astype(np.float32) @ LUMA_WEIGHTS
-    raise ValueError(
-        f"{name} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {arr.shape}"
-    )
+    raise ValueError(f"{name} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {arr.shape}")
 
 
 def normalize_intensity(
@@ -394,9 +392,7 @@ class Orientation:
 
 def check_voxel_axis(axis) -> int:
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
-        raise ValueError(
-            f"axis must be a voxel axis (0, 1, 2) or a plane ({', '.join(ANATOMICAL_AXES)}), got {axis!r}"
-        )
+        raise ValueError(f"axis must be a voxel axis (0, 1, 2) or a plane ({', '.join(ANATOMICAL_AXES)}), got {axis!r}")
     return int(axis) % 3
 
 

@@ -38,21 +38,28 @@ class Report:
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "qualitative"}
 
-    def summary_row(self, method: str, support_size: int, *, ensemble: int = 1, scope: str = HEADLINE,
-                    name: str = "all") -> dict:
+    def summary_row(
+        self, method: str, support_size: int, *, ensemble: int = 1, scope: str = HEADLINE, name: str = "all"
+    ) -> dict:
         """The summary row of ``method`` at this support size (and ensemble size K; K > 1 means the ensemble
         experiment): by default the headline mean over datasets (each weighted equally); ``scope='all'`` for the
         mean over all tasks, or ``scope='task'|'dataset'`` and its ``name``."""
         experiment = "support_size" if ensemble == 1 else "ensemble"
         key = (scope, name, experiment, method, support_size, ensemble)
         for row in self.summary:
-            if (row["scope"], row["name"], row["experiment"], row["method"], row["support_size"],
-                    row["ensemble"]) == key:
+            if (
+                row["scope"],
+                row["name"],
+                row["experiment"],
+                row["method"],
+                row["support_size"],
+                row["ensemble"],
+            ) == key:
                 return row
-        raise KeyError(f"no summary row for scope={scope!r} name={name!r} method={method!r} "
-                       f"support_size={support_size} ensemble={ensemble}")
-
-
+        raise KeyError(
+            f"no summary row for scope={scope!r} name={name!r} method={method!r} "
+            f"support_size={support_size} ensemble={ensemble}"
+        )
 
 
 def write_atomic(path: Path, write: Callable[[io.IOBase], None], *, binary: bool = False) -> None:
@@ -74,14 +81,24 @@ def _write_csv(path: Path, rows: Sequence[dict]) -> None:
 def write_report(report: Report, directory) -> dict[str, Path]:
     """``report.json`` (everything but arrays), ``results.csv`` (per draw), ``summary.csv`` and the PNG figures."""
     directory = Path(directory)
-    paths = {name: directory / name for name in
-             ("report.json", "results.csv", "summary.csv", "dice_vs_support_size.png", "dice_vs_ensemble.png",
-              "qualitative.png")}
+    paths = {
+        name: directory / name
+        for name in (
+            "report.json",
+            "results.csv",
+            "summary.csv",
+            "dice_vs_support_size.png",
+            "dice_vs_ensemble.png",
+            "qualitative.png",
+        )
+    }
     write_atomic(paths["report.json"], lambda f: json.dump(report.to_json(), f, indent=1))
     _write_csv(paths["results.csv"], report.rows)
     _write_csv(paths["summary.csv"], report.summary)
-    for experiment, x, name in (("support_size", "support_size", "dice_vs_support_size.png"),
-                                ("ensemble", "ensemble", "dice_vs_ensemble.png")):
+    for experiment, x, name in (
+        ("support_size", "support_size", "dice_vs_support_size.png"),
+        ("ensemble", "ensemble", "dice_vs_ensemble.png"),
+    ):
         figure = curves_figure(report, experiment, x)
         write_atomic(paths[name], lambda f, fig=figure: fig.savefig(f, format="png", dpi=110), binary=True)
     if report.qualitative:
@@ -106,8 +123,11 @@ def curves_figure(report: Report, experiment: str, x: str):
         n_tasks = sum(1 for t in report.tasks if scope == HEADLINE or t["dataset"] == name)
         for method in report.methods:
             wanted = (scope, name, experiment, method)
-            points = sorted((r[x], r["dice_mean"], r["dice_std_draws"], r["tasks"]) for r in report.summary
-                            if (r["scope"], r["name"], r["experiment"], r["method"]) == wanted)
+            points = sorted(
+                (r[x], r["dice_mean"], r["dice_std_draws"], r["tasks"])
+                for r in report.summary
+                if (r["scope"], r["name"], r["experiment"], r["method"]) == wanted
+            )
             if not points:
                 continue
             xs, mean, std, tasks = (np.array(v, float) for v in zip(*points))
@@ -123,8 +143,11 @@ def curves_figure(report: Report, experiment: str, x: str):
         else:
             title = f"{name}: {n_tasks} task{'s' * (n_tasks > 1)}"
         ax.set_title(f"{title} (hollow = fewer)", fontsize=9)
-        ax.set_xlabel("support size N" if x == "support_size" else
-                      f"ensemble members K (support size {report.config['ensemble_support_size']})")
+        ax.set_xlabel(
+            "support size N"
+            if x == "support_size"
+            else f"ensemble members K (support size {report.config['ensemble_support_size']})"
+        )
         ax.set_ylabel("Dice (mean over datasets)" if scope == HEADLINE else "Dice (mean over tasks)")
     axes[0].legend(fontsize="small")
     return figure
@@ -140,8 +163,10 @@ def qualitative_figure(report: Report):
     figure = Figure(figsize=(1.6 * columns, 1.8 * len(rows)), layout="constrained")
     axes = figure.subplots(len(rows), columns, squeeze=False)
     for r, q in enumerate(rows):
-        panels = [(f"support {i + 1}", q["support_images"][i], q["support_labels"][i])
-                  for i in range(len(q["support_images"]))]
+        panels = [
+            (f"support {i + 1}", q["support_images"][i], q["support_labels"][i])
+            for i in range(len(q["support_images"]))
+        ]
         panels += [("", None, None)] * (n_support - len(q["support_images"]))
         panels += [("query", q["query"], None), ("truth", q["truth"], None)]
         panels += [(f"{m}\nDice {q['predictions'][m][1]:.2f}", q["predictions"][m][0], None) for m in report.methods]
@@ -155,8 +180,15 @@ def qualitative_figure(report: Report):
             if outline is not None and outline.max() > outline.min():
                 ax.contour(outline, levels=[0.5], colors="red", linewidths=0.6)
             ax.set_title(title, fontsize=7)
-        axes[r][0].text(-0.1, 0.5, f"{q['task']}\nN={q['support_size']}", transform=axes[r][0].transAxes,
-                        fontsize=7, ha="right", va="center")
+        axes[r][0].text(
+            -0.1,
+            0.5,
+            f"{q['task']}\nN={q['support_size']}",
+            transform=axes[r][0].transAxes,
+            fontsize=7,
+            ha="right",
+            va="center",
+        )
     return figure
 
 
@@ -169,7 +201,16 @@ def headline_table(report: Report) -> str:
     lines = ["method".ljust(18) + "".join(f"N={n}".rjust(12) for n in sizes)]
     for method in report.methods:
         cells = {r["support_size"]: r for r in rows if r["method"] == method}
-        lines.append(method.ljust(18) + "".join(
-            (f"{cells[n]['dice_mean']:.3f}" + (f" ({cells[n]['datasets']})" if cells[n]["datasets"] < every else "")
-             if n in cells else "-").rjust(12) for n in sizes))
+        lines.append(
+            method.ljust(18)
+            + "".join(
+                (
+                    f"{cells[n]['dice_mean']:.3f}"
+                    + (f" ({cells[n]['datasets']})" if cells[n]["datasets"] < every else "")
+                    if n in cells
+                    else "-"
+                ).rjust(12)
+                for n in sizes
+            )
+        )
     return "\n".join(lines)

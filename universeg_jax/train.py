@@ -70,8 +70,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not config.optim.lr > 0:
         raise ValueError(f"config optim.lr must be positive, got {config.optim.lr}")
     if not 0 <= config.optim.ema_decay < 1:
-        raise ValueError(f"config optim.ema_decay must lie in [0, 1) (0 = no moving average), got "
-                         f"{config.optim.ema_decay}")
+        raise ValueError(
+            f"config optim.ema_decay must lie in [0, 1) (0 = no moving average), got {config.optim.ema_decay}"
+        )
     if not 0 <= config.optim.final_lr_ratio <= 1:
         raise ValueError(f"config optim.final_lr_ratio must lie in [0, 1], got {config.optim.final_lr_ratio}")
     if not 0 <= config.data.synthetic_share <= 1:
@@ -113,8 +114,9 @@ def prepare_workdir(workdir: str) -> epath.Path:
 
 def load_stores(config: ml_collections.ConfigDict):
     """(training store, held-out store or None) from the TFDS tasks named in ``data.datasets``/``data.held_out``."""
-    return tasks.open_training_stores(config.data.datasets, config.data.held_out, config.data.data_dir,
-                                      size=config.data.size, build=config.data.build)
+    return tasks.open_training_stores(
+        config.data.datasets, config.data.held_out, config.data.data_dir, size=config.data.size, build=config.data.build
+    )
 
 
 def episode_dataset(store, config, *, seed: int, training: bool):
@@ -144,11 +146,16 @@ def held_out_support_size(store, config) -> int:
     largest = min(subjects.values()) - 1
     if largest < 1:
         smallest = min(subjects, key=subjects.get)
-        raise ValueError(f"held-out dataset {smallest!r} (data.held_out) has no task with 2 or more subjects to "
-                         "evaluate on")
+        raise ValueError(
+            f"held-out dataset {smallest!r} (data.held_out) has no task with 2 or more subjects to evaluate on"
+        )
     if largest < config.data.support_size:
-        logging.warning("held-out evaluation uses support size %d: a held-out dataset has no task with "
-                        "data.support_size=%d subjects besides the query's", largest, config.data.support_size)
+        logging.warning(
+            "held-out evaluation uses support size %d: a held-out dataset has no task with "
+            "data.support_size=%d subjects besides the query's",
+            largest,
+            config.data.support_size,
+        )
     return min(config.data.support_size, largest)
 
 
@@ -239,8 +246,11 @@ def soft_dice_cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Ar
     return soft_dice_loss(logits, labels) + cross_entropy_loss(logits, labels)
 
 
-LOSS_FUNCTIONS = {"soft_dice": soft_dice_loss, "cross_entropy": cross_entropy_loss,
-                  "soft_dice_cross_entropy": soft_dice_cross_entropy_loss}
+LOSS_FUNCTIONS = {
+    "soft_dice": soft_dice_loss,
+    "cross_entropy": cross_entropy_loss,
+    "soft_dice_cross_entropy": soft_dice_cross_entropy_loss,
+}
 
 
 def hard_dice(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -260,8 +270,12 @@ def make_steps(graphdef, tx, schedule, config, mesh):
     float. The state is replicated, the batch split over the ``data`` axis; the train step donates the old state.
     """
     loss_of = LOSS_FUNCTIONS[config.train.loss]
-    augment = EpisodeAugmenter(config.augment.in_task.to_dict(), config.augment.task.to_dict(), config.seed,
-                               synthetic_share=config.data.synthetic_share)
+    augment = EpisodeAugmenter(
+        config.augment.in_task.to_dict(),
+        config.augment.task.to_dict(),
+        config.seed,
+        synthetic_share=config.data.synthetic_share,
+    )
     to_float = EpisodeAugmenter(None, None, config.seed)
 
     def forward(params, batch):
@@ -294,8 +308,9 @@ def make_steps(graphdef, tx, schedule, config, mesh):
         return {"loss": loss, "dice": hard_dice(logits, batch["query_label"]).mean()}
 
     replicated, batched = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    train_step = jax.jit(train_step, in_shardings=(replicated, batched), out_shardings=(replicated, replicated),
-                         donate_argnums=0)
+    train_step = jax.jit(
+        train_step, in_shardings=(replicated, batched), out_shardings=(replicated, replicated), donate_argnums=0
+    )
     eval_step = jax.jit(eval_step, in_shardings=(replicated, batched), out_shardings=replicated)
     return train_step, eval_step
 
@@ -311,9 +326,13 @@ def compile_step(train_step, state, batch):
     logging.info("compiled the train step in %.1f s", time.perf_counter() - started)
     memory = compiled.memory_analysis()
     if memory is not None:
-        logging.info("train step memory per device: %.3g GB temporaries, %.3g GB arguments, %.3g GB outputs "
-                     "(%.3g GB aliased)", memory.temp_size_in_bytes / 1e9, memory.argument_size_in_bytes / 1e9,
-                     memory.output_size_in_bytes / 1e9, memory.alias_size_in_bytes / 1e9)
+        logging.info(
+            "train step memory per device: %.3g GB temporaries, %.3g GB arguments, %.3g GB outputs (%.3g GB aliased)",
+            memory.temp_size_in_bytes / 1e9,
+            memory.argument_size_in_bytes / 1e9,
+            memory.output_size_in_bytes / 1e9,
+            memory.alias_size_in_bytes / 1e9,
+        )
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
     flops = float(cost["flops"]) if cost and cost.get("flops", 0) > 0 else None
@@ -392,22 +411,25 @@ def evaluate(eval_step, params, batches, mesh) -> dict[str, float]:
     return {k: float(np.mean([jax.device_get(r[k]) for r in results])) for k in results[0]}
 
 
-def summary(workdir: epath.Path, step: int, held_out: str, episodes_count: int, model_dice: float,
-            baseline: dict[str, float]) -> str:
+def summary(
+    workdir: epath.Path, step: int, held_out: str, episodes_count: int, model_dice: float, baseline: dict[str, float]
+) -> str:
     """What a newcomer needs after a run: where the model is, how it compares, and how to use it."""
     best, best_dice = max(baseline.items(), key=lambda item: item[1])
-    return "\n".join([
-        f"Trained model: {workdir} (step {step})",
-        f"Held-out Dice on {episodes_count} episodes of {held_out}, which training never saw:",
-        f"  this model {model_dice:.3f} | "
-        + " | ".join(f"{name} {dice:.3f}" for name, dice in sorted(baseline.items(), key=lambda i: -i[1])),
-        f"  ({'above' if model_dice > best_dice else 'below'} the best classical baseline, {best}). Full protocol:",
-        f"  python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir={workdir} "
-        f"--config.weights={workdir}",
-        "Segment your own images with it:",
-        f"  universeg-jax segment --weights {workdir} --support-images IMAGES/ --support-labels LABELS/ "
-        "--query QUERY --out OUT/",
-    ])
+    return "\n".join(
+        [
+            f"Trained model: {workdir} (step {step})",
+            f"Held-out Dice on {episodes_count} episodes of {held_out}, which training never saw:",
+            f"  this model {model_dice:.3f} | "
+            + " | ".join(f"{name} {dice:.3f}" for name, dice in sorted(baseline.items(), key=lambda i: -i[1])),
+            f"  ({'above' if model_dice > best_dice else 'below'} the best classical baseline, {best}). Full protocol:",
+            f"  python -m universeg_jax.main --mode=evaluate --config=configs/evaluate.py --workdir={workdir} "
+            f"--config.weights={workdir}",
+            "Segment your own images with it:",
+            f"  universeg-jax segment --weights {workdir} --support-images IMAGES/ --support-labels LABELS/ "
+            "--query QUERY --out OUT/",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- the loop
@@ -477,8 +499,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
         train_store, eval_store = load_stores(config)
     if config.train.eval_every and eval_store is None:
         raise ValueError("config train.eval_every > 0 but there is no held-out store to evaluate on")
-    logging.info("training on %d tasks of datasets %s", len(train_store.tasks),
-                 sorted({t.dataset for t in train_store.tasks}))
+    logging.info(
+        "training on %d tasks of datasets %s", len(train_store.tasks), sorted({t.dataset for t in train_store.tasks})
+    )
     train_data = episode_dataset(train_store, config, seed=config.seed, training=True)
     eval_batches = []
     if config.train.eval_every:
@@ -491,8 +514,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
     tx = make_optimizer(config, schedule)
     train_step, eval_step = make_steps(graphdef, tx, schedule, config, mesh)
     state = init_state((graphdef, params), tx, mesh, ema=config.optim.ema_decay > 0)
-    manager = checkpoint.make_manager(workdir, save_every=config.checkpoint.every,
-                                      keep_last=config.checkpoint.keep_last, keep_every=config.checkpoint.keep_every)
+    manager = checkpoint.make_manager(
+        workdir,
+        save_every=config.checkpoint.every,
+        keep_last=config.checkpoint.keep_last,
+        keep_every=config.checkpoint.keep_every,
+    )
     writer = MetricWriter(workdir)
     batches = None
     profile = ProfileWindow(config, workdir)
@@ -500,15 +527,21 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
         state = checkpoint.restore_latest(manager, state) or state
         step = int(state["step"])
         if step >= config.train.steps:
-            logging.info("nothing to do: the run in %s is at step %d and train.steps=%d (raise train.steps to "
-                         "train on)", workdir, step, config.train.steps)
+            logging.info(
+                "nothing to do: the run in %s is at step %d and train.steps=%d (raise train.steps to train on)",
+                workdir,
+                step,
+                config.train.steps,
+            )
             return {}
         logging.info("training from step %d to %d", step, config.train.steps)
         # The data position is the step: global batch t holds episodes [t * B, (t + 1) * B).
-        host_batches = episodes.iterate(train_data, start=step, num_workers=config.data.num_workers,
-                                        prefetch=config.data.prefetch)
-        batches = episodes.DevicePrefetcher(host_batches, lambda b: parallel.global_batch(b, mesh),
-                                            config.data.device_prefetch)
+        host_batches = episodes.iterate(
+            train_data, start=step, num_workers=config.data.num_workers, prefetch=config.data.prefetch
+        )
+        batches = episodes.DevicePrefetcher(
+            host_batches, lambda b: parallel.global_batch(b, mesh), config.data.device_prefetch
+        )
         batch = next(batches)
         step_fn, flops = compile_step(train_step, state, batch)
         window, last, held_out, checked = [], {}, {}, step
@@ -550,8 +583,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, train_store=None, 
                     logging.warning("stopped at step %d after a termination signal; rerun to resume", step)
                     break
                 if timed_out:
-                    logging.info("stopped at step %d after train.max_seconds=%g s; rerun to resume", step,
-                                 config.train.max_seconds)
+                    logging.info(
+                        "stopped at step %d after train.max_seconds=%g s; rerun to resume",
+                        step,
+                        config.train.max_seconds,
+                    )
                     break
                 if step == config.train.steps:
                     break

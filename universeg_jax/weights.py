@@ -84,9 +84,7 @@ class _StateDictUnpickler(pickle.Unpickler):
             return self._ALLOWED[(module, name)]
         if module == "torch" and name in _TORCH_STORAGE_DTYPES:
             return _StorageType(name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}; only plain tensor state_dicts are accepted"
-        )
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}; only plain tensor state_dicts are accepted")
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
@@ -109,9 +107,7 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
-        raise ValueError(
-            f"{path} is not a PyTorch state_dict archive (torch.save zip format): {err}"
-        ) from None
+        raise ValueError(f"{path} is not a PyTorch state_dict archive (torch.save zip format): {err}") from None
     with archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
         if len(pickles) != 1:
@@ -209,8 +205,10 @@ def from_official_state_dict(state, encoder_blocks=None, decoder_blocks=None, *,
     if wrong_shape:
         problems.append("wrongly shaped keys: " + "; ".join(wrong_shape))
     if problems:
-        raise ValueError(f"{source} does not match UniverSeg(encoder_blocks={encoder_blocks}, "
-                         f"decoder_blocks={decoder_blocks}): " + " | ".join(problems))
+        raise ValueError(
+            f"{source} does not match UniverSeg(encoder_blocks={encoder_blocks}, "
+            f"decoder_blocks={decoder_blocks}): " + " | ".join(problems)
+        )
     for key, p in expected.items():
         value = _to_hwio(np.asarray(state[key])).astype(np.float32)
         if not np.isfinite(value).all():
@@ -222,8 +220,7 @@ def from_official_state_dict(state, encoder_blocks=None, decoder_blocks=None, *,
 def official_state_dict(model: UniverSeg) -> dict[str, np.ndarray]:
     """The model's parameters under the official PyTorch keys and layouts (e.g. to load into the official code)."""
     return {
-        _official_key(p): np.ascontiguousarray(_to_oihw(np.asarray(v[...])))
-        for p, v in _flat_params(model).items()
+        _official_key(p): np.ascontiguousarray(_to_oihw(np.asarray(v[...]))) for p, v in _flat_params(model).items()
     }
 
 
@@ -237,8 +234,14 @@ def _torch_shape(param: nnx.Param) -> tuple:
 # The project's own format.
 
 
-def save(model: UniverSeg, path, *, image_size: tuple[int, int] | None = None, support_size: int | None = None,
-         resize: str | None = None) -> Path:
+def save(
+    model: UniverSeg,
+    path,
+    *,
+    image_size: tuple[int, int] | None = None,
+    support_size: int | None = None,
+    resize: str | None = None,
+) -> Path:
     """Save parameters and architecture to one safetensors file, atomically (temporary file, then rename).
 
     How the model was trained, recorded so that inference follows it: ``image_size`` (H, W) it resizes to,
@@ -299,8 +302,10 @@ def load(path, dtype=jnp.float32) -> UniverSeg:
     if metadata.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported format version {metadata.get('format_version')!r}")
     model = UniverSeg(
-        json.loads(metadata["encoder_blocks"]), json.loads(metadata["decoder_blocks"]) or None,
-        dtype=dtype, rngs=nnx.Rngs(0),
+        json.loads(metadata["encoder_blocks"]),
+        json.loads(metadata["decoder_blocks"]) or None,
+        dtype=dtype,
+        rngs=nnx.Rngs(0),
     )
     try:
         tensors = load_file(str(path))
@@ -311,8 +316,10 @@ def load(path, dtype=jnp.float32) -> UniverSeg:
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     wrong = [k for k in set(expected) & set(tensors) if tensors[k].shape != params[expected[k]].shape]
     if missing or unexpected or wrong:
-        raise ValueError(f"{path} does not match its architecture: missing {missing}, unexpected {unexpected}, "
-                         f"wrongly shaped {sorted(wrong)}")
+        raise ValueError(
+            f"{path} does not match its architecture: missing {missing}, unexpected {unexpected}, "
+            f"wrongly shaped {sorted(wrong)}"
+        )
     for key, p in expected.items():
         params[p][...] = jnp.asarray(tensors[key])
     return model

@@ -90,10 +90,23 @@ def environment() -> dict:
         with contextlib.suppress(Exception):
             versions[name] = getattr(__import__(name, fromlist=["_"]), "__version__", "?")
     smi = shutil.which("nvidia-smi")
-    gpu = subprocess.run([smi, "--query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm",
-                          "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() if smi else ""
-    return {"python": platform.python_version(), "versions": versions, "devices": [str(d) for d in jax.devices()],
-            "platform": jax.devices()[0].platform, "cpu_count": os.cpu_count(), "nvidia_smi": gpu}
+    gpu = (
+        subprocess.run(
+            [smi, "--query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if smi
+        else ""
+    )
+    return {
+        "python": platform.python_version(),
+        "versions": versions,
+        "devices": [str(d) for d in jax.devices()],
+        "platform": jax.devices()[0].platform,
+        "cpu_count": os.cpu_count(),
+        "nvidia_smi": gpu,
+    }
 
 
 def parity() -> dict:
@@ -109,16 +122,20 @@ def parity() -> dict:
     inputs = [jnp.asarray(to_last(fixture[k])) for k in ("target_image", "support_images", "support_labels")]
     want = to_last(fixture["logits"])
     out = {}
-    for name, dtype, precision in (("float32_default", jnp.float32, "default"),
-                                   ("float32_highest", jnp.float32, "highest"),
-                                   ("bfloat16", jnp.bfloat16, "default")):
+    for name, dtype, precision in (
+        ("float32_default", jnp.float32, "default"),
+        ("float32_highest", jnp.float32, "highest"),
+        ("bfloat16", jnp.bfloat16, "default"),
+    ):
         model = load_official(REPO / "tests/data/universeg_v1_torch_seed0.pt")
         model.dtype = dtype
         with jax.default_matmul_precision(precision):
             got = np.asarray(jax.jit(lambda q, si, sl: model(q, si, sl))(*inputs))
         error = np.abs(got - want)
-        out[name] = {"max_abs_error": float(error.max()),
-                     "relative_l2": float(np.linalg.norm(got - want) / np.linalg.norm(want))}
+        out[name] = {
+            "max_abs_error": float(error.max()),
+            "relative_l2": float(np.linalg.norm(got - want) / np.linalg.norm(want)),
+        }
     return out
 
 
@@ -144,15 +161,21 @@ def step_cases(scale: str, default_config) -> dict:
 
     A constant learning rate without warmup makes the compiled step independent of ``train.steps``, so that the
     loop phase, of another length, finds its step in the compilation cache."""
-    paper = {"data.support_size": 64, "data.size": 128, "model.encoder_blocks": (64, 64, 64, 64),
-             "optim.schedule": "constant", "optim.warmup_steps": 0}
+    paper = {
+        "data.support_size": 64,
+        "data.size": 128,
+        "model.encoder_blocks": (64, 64, 64, 64),
+        "optim.schedule": "constant",
+        "optim.warmup_steps": 0,
+    }
     if scale == "tiny":
         paper.update({"data.support_size": 4, "model.encoder_blocks": (8, 8)})
     cases = {}
     for batch in (8, 32) if scale == "full" else (2, 4):
         for dtype in ("float32", "bfloat16"):
-            cases[f"v1_b{batch}_{dtype}"] = make_config("gpu_node", {**paper, "train.batch_size": batch,
-                                                                      "model.dtype": dtype})
+            cases[f"v1_b{batch}_{dtype}"] = make_config(
+                "gpu_node", {**paper, "train.batch_size": batch, "model.dtype": dtype}
+            )
     small = 8 if scale == "full" else 2
     base = {**paper, "train.batch_size": small, "model.dtype": "bfloat16"}
     cases[f"v1_b{small}_bfloat16_remat"] = make_config("gpu_node", {**base, "model.remat": True})
@@ -169,8 +192,10 @@ def steps(run: Run, cases: dict, timed: int, peak_tflops: float | None) -> dict:
         lowered[name] = lower_step(config)
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
-        futures = {name: pool.submit(lambda lw: (time.perf_counter(), lw.compile(), time.perf_counter()), low[0])
-                   for name, low in lowered.items()}
+        futures = {
+            name: pool.submit(lambda lw: (time.perf_counter(), lw.compile(), time.perf_counter()), low[0])
+            for name, low in lowered.items()
+        }
     results = {"compile_wall_s": time.perf_counter() - started}
     for name, (low, state, batch) in lowered.items():
         try:
@@ -205,10 +230,16 @@ def loop(run: Run, config, workdir: Path, seconds: float, step_s: float | None) 
     windows = [r for r in rows if r["prefix"] == "train"]
     later = windows[1:] or windows  # the first window's steps include warm-up
     mean = lambda key: statistics.mean(w[key] for w in later if key in w) if any(key in w for w in later) else None
-    return {"steps": config.train.steps, "batch_size": config.train.batch_size, "wall_s": time.perf_counter() - started,
-            "num_workers": config.data.num_workers, "input_wait_fraction": mean("input_wait_fraction"),
-            "episodes_per_second": mean("episodes_per_second"), "tflops_per_device": mean("tflops_per_device"),
-            "windows": windows}
+    return {
+        "steps": config.train.steps,
+        "batch_size": config.train.batch_size,
+        "wall_s": time.perf_counter() - started,
+        "num_workers": config.data.num_workers,
+        "input_wait_fraction": mean("input_wait_fraction"),
+        "episodes_per_second": mean("episodes_per_second"),
+        "tflops_per_device": mean("tflops_per_device"),
+        "windows": windows,
+    }
 
 
 def default_model(run: Run, config, workdir: Path, step_s: float | None, synthetic) -> dict:
@@ -234,15 +265,24 @@ def default_model(run: Run, config, workdir: Path, step_s: float | None, synthet
     finally:
         deadline.cancel()
     trained = time.perf_counter() - started
-    path = weights.save(checkpoint.load_model(workdir), run.out / "default.safetensors",
-                        image_size=(config.data.size, config.data.size), support_size=config.data.support_size,
-                        resize="stretch")
+    path = weights.save(
+        checkpoint.load_model(workdir),
+        run.out / "default.safetensors",
+        image_size=(config.data.size, config.data.size),
+        support_size=config.data.support_size,
+        resize="stretch",
+    )
     shutil.copy(workdir / checkpoint.CONFIG_FILE, run.out / "default_model_config.json")
     shutil.copy(workdir / "metrics.jsonl", run.out / "default_metrics.jsonl")
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    return {"planned_steps": config.train.steps, "trained_steps": rows[-1]["step"] if rows else None,
-            "train_wall_s": trained, "synthetic_wait_s": synthetic_wait, "weights": str(path),
-            "last": rows[-1] if rows else None}
+    return {
+        "planned_steps": config.train.steps,
+        "trained_steps": rows[-1]["step"] if rows else None,
+        "train_wall_s": trained,
+        "synthetic_wait_s": synthetic_wait,
+        "weights": str(path),
+        "last": rows[-1] if rows else None,
+    }
 
 
 def campaign_config(scale: str, data_dir: str):
@@ -278,8 +318,9 @@ def campaign_leg(run: Run, config, scale: str, workdir: Path, synthetic) -> dict
     synthetic_wait = time.perf_counter() - waited
     check = evaluate_configs.get_config("check")
     check.data_dir = config.data.data_dir
-    row = campaign.run_leg(config, campaign_dir, budget_s=max(run.left() - 20.0, 60.0), workdir=workdir,
-                           evaluations={"check": check})
+    row = campaign.run_leg(
+        config, campaign_dir, budget_s=max(run.left() - 20.0, 60.0), workdir=workdir, evaluations={"check": check}
+    )
     shutil.copy(workdir / "metrics.jsonl", run.out / "campaign_metrics.jsonl")
     return {"synthetic_wait_s": synthetic_wait, "campaign_dir": str(campaign_dir), "leg": row}
 
@@ -301,8 +342,12 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO / ".carry/tfds"), help="TFDS data dir with the carried datasets")
     parser.add_argument("--budget", type=float, default=470.0, help="seconds for the whole run")
     parser.add_argument("--scale", choices=("full", "tiny"), default="full")
-    parser.add_argument("--train", choices=("campaign", "default_model"), default="campaign",
-                        help="what the rest of the budget trains: a campaign leg, or the default-model recipe")
+    parser.add_argument(
+        "--train",
+        choices=("campaign", "default_model"),
+        default="campaign",
+        help="what the rest of the budget trains: a campaign leg, or the default-model recipe",
+    )
     parser.add_argument("--prepare-synthetic", help=argparse.SUPPRESS)  # internal: the background build
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
@@ -327,9 +372,18 @@ def main() -> None:
     synthetic_spec = next(n for n in trained.data.datasets if n.startswith("synthetic_tasks"))
     # The machine's CPUs build them while its GPU runs phases 2-5 (a few cores stay free for XLA's compiler).
     workers = str(max(1, (os.cpu_count() or 4) - 6))
-    synthetic = subprocess.Popen([sys.executable, __file__, "--data", args.data,
-                                  f"--prepare-synthetic={synthetic_spec}", "--out", str(args.out)],
-                                 env={**os.environ, "UNIVERSEG_BUILD_PROCESSES": workers})
+    synthetic = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--data",
+            args.data,
+            f"--prepare-synthetic={synthetic_spec}",
+            "--out",
+            str(args.out),
+        ],
+        env={**os.environ, "UNIVERSEG_BUILD_PROCESSES": workers},
+    )
     run.results["synthetic"] = synthetic_spec
 
     run.phase("environment", environment)
@@ -338,13 +392,24 @@ def main() -> None:
     cases = step_cases(args.scale, default_config.copy_and_resolve_references())
     step_results = run.phase("steps", steps, run, cases, 10 if full else 2, peak_result.get("tflops"))
 
-    loop_config = make_config("gpu_node", {
-        "train.batch_size": 8 if full else 2, "data.support_size": 64 if full else 4, "data.size": 128,
-        "train.eval_every": 0, "optim.schedule": "constant", "optim.warmup_steps": 0,
-        **({} if full else {"model.encoder_blocks": (8, 8)}),
-        "data.datasets": ("mni152_tissue", "bbbc007_nuclei", "cells3d_nuclei"), "data.held_out": (),
-        "data.repeat_subjects": True, "data.data_dir": args.data, "data.build": False,
-        "train.compilation_cache_dir": "/tmp/universeg_jax_compilation_cache"})
+    loop_config = make_config(
+        "gpu_node",
+        {
+            "train.batch_size": 8 if full else 2,
+            "data.support_size": 64 if full else 4,
+            "data.size": 128,
+            "train.eval_every": 0,
+            "optim.schedule": "constant",
+            "optim.warmup_steps": 0,
+            **({} if full else {"model.encoder_blocks": (8, 8)}),
+            "data.datasets": ("mni152_tissue", "bbbc007_nuclei", "cells3d_nuclei"),
+            "data.held_out": (),
+            "data.repeat_subjects": True,
+            "data.data_dir": args.data,
+            "data.build": False,
+            "train.compilation_cache_dir": "/tmp/universeg_jax_compilation_cache",
+        },
+    )
     loop_step = step_results.get(f"v1_b{loop_config.train.batch_size}_bfloat16", {}).get("step_s")
     run.phase("loop", loop, run, loop_config, Path("/tmp/universeg_loop_run"), 30.0 if full else 10.0, loop_step)
 
@@ -352,8 +417,15 @@ def main() -> None:
         run.phase("campaign", campaign_leg, run, trained, args.scale, Path("/tmp/universeg_campaign"), synthetic)
     else:
         default_step = step_results.get("default_model", {}).get("step_s")
-        run.phase("default_model", default_model, run, default_config, Path("/tmp/universeg_default_model"),
-                  default_step, synthetic)
+        run.phase(
+            "default_model",
+            default_model,
+            run,
+            default_config,
+            Path("/tmp/universeg_default_model"),
+            default_step,
+            synthetic,
+        )
     if synthetic.poll() is None:
         synthetic.kill()
     run.results["synthetic_returncode"] = synthetic.returncode

@@ -11,6 +11,7 @@ LABELS = {"right_ventricle": 1, "myocardium": 2, "left_ventricle": 3}
 
 class Acdc(RawTaskBuilder):
     """ACDC short-axis cine MRI at end-diastole and end-systole with their label maps (3D volumes)."""
+
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",

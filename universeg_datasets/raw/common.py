@@ -176,4 +176,3 @@ def manual_instructions(url: str, layout: str, note: str = "") -> str:
         f"(default: ~/tensorflow_datasets/downloads/manual/; or pass --manual_dir) so that it reads:\n{layout}"
     )
     return text + (f"\n{note}" if note else "")
-

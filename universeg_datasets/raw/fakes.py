@@ -137,7 +137,9 @@ def write_metaimage(path: Path, array: np.ndarray, compressed: bool = False) -> 
         path.with_name(data_name).write_bytes(blob)
 
 
-def write_dicom(path: Path, array: np.ndarray, *, position: float = 0.0, instance: int = 1, series: str = "1.2.3") -> None:
+def write_dicom(
+    path: Path, array: np.ndarray, *, position: float = 0.0, instance: int = 1, series: str = "1.2.3"
+) -> None:
     """One uncompressed 16-bit DICOM slice (MR), at ``position`` mm along the slice normal."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -166,97 +168,273 @@ def _volume(folder, subjects, image, label, values, **extra):
     return Fake(folder, subjects, tuple((t, "image") for t in images) + ((label, "label"),), values, **extra)
 
 
-ISLES = tuple(f"training_{{s}}/SMIR.Brain.XX.O.MR_{m}.1{i}/SMIR.Brain.XX.O.MR_{m}.1{i}.nii"
-              for i, m in enumerate(("ADC", "MTT", "TTP", "Tmax", "rCBF", "rCBV")))
+ISLES = tuple(
+    f"training_{{s}}/SMIR.Brain.XX.O.MR_{m}.1{i}/SMIR.Brain.XX.O.MR_{m}.1{i}.nii"
+    for i, m in enumerate(("ADC", "MTT", "TTP", "Tmax", "rCBF", "rCBV"))
+)
 
 FAKES = {
-    "amos": Fake("amos22", ("0001", "0507"), (("imagesTr/amos_{s}.nii.gz", "image"), ("labelsTr/amos_{s}.nii.gz", "label"),
-                                               ("imagesTs/amos_{s}.nii.gz", "image")), (1, 6, 15)),
-    "brats2021": _volume("BraTS2021", ("00000", "00002"),
-                         tuple(f"BraTS2021_{{s}}/BraTS2021_{{s}}_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")),
-                         "BraTS2021_{s}/BraTS2021_{s}_seg.nii.gz", (2, 1, 4)),
-    "btcv": _volume("BTCV", ("0001", "0002"), "RawData/Training/img/img{s}.nii.gz", "RawData/Training/label/label{s}.nii.gz", (6, 1, 13)),
-    "brain_development": _volume("BrainDevelopment", ("a01", "a02"), "Hammers_mith-n30r83/{s}.nii.gz",
-                                 "Hammers_mith-n30r83/{s}-seg.nii.gz", (3, 17, 83)),
-    "cdemris": Fake("cDEMRIS", ("p1", "p2"), (("pre/{s}/de_a_1.nrrd", "image"), ("pre/{s}/la_seg_a_1.nrrd", ("value", 1)),
-                                              ("post/{s}/de_b_1.nrrd", "image"), ("post/{s}/la_seg_b_1.nrrd", ("value", 1)))),
-    "feta": _volume("feta_2.1", ("001", "002"), "sub-{s}/anat/sub-{s}_rec-mial_T2w.nii.gz",
-                    "sub-{s}/anat/sub-{s}_rec-mial_dseg.nii.gz", (1, 3, 7)),
-    "isles2017": Fake("ISLES2017", ("1", "2"), tuple((t, "image") for t in ISLES) + (
-        ("training_{s}/SMIR.Brain.XX.O.OT.19/SMIR.Brain.XX.O.OT.19.nii", ("value", 1)),)),
-    "lits": _volume("LiTS", ("0", "1"), "Training Batch 1/volume-{s}.nii", "Training Batch 1/segmentation-{s}.nii", (1, 2)),
-    "luna16": _volume("LUNA16", ("1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860",
-                                 "1.3.6.1.4.1.14519.5.2.1.6279.6001.100332161840553388986847034053"),
-                      "subset0/{s}.mhd", "seg-lungs-LUNA16/{s}.mhd", (3, 4, 5)),
-    "mm_whs": Fake("MM-WHS", ("1001", "1002"), (("ct_train/ct_train_{s}_image.nii.gz", "image"),
-                                                ("ct_train/ct_train_{s}_label.nii.gz", "label"),
-                                                ("mr_train/mr_train_{s}_image.nii.gz", "image"),
-                                                ("mr_train/mr_train_{s}_label.nii.gz", "label")), (205, 500, 850)),
-    "promise12": _volume("PROMISE12", ("00", "01"), "TrainingData_Part1/Case{s}.mhd",
-                         "TrainingData_Part1/Case{s}_segmentation.mhd", (1,)),
-    "segthor": _volume("SegTHOR", ("01", "02"), "train/Patient_{s}/Patient_{s}.nii.gz", "train/Patient_{s}/GT.nii.gz", (2, 4)),
+    "amos": Fake(
+        "amos22",
+        ("0001", "0507"),
+        (
+            ("imagesTr/amos_{s}.nii.gz", "image"),
+            ("labelsTr/amos_{s}.nii.gz", "label"),
+            ("imagesTs/amos_{s}.nii.gz", "image"),
+        ),
+        (1, 6, 15),
+    ),
+    "brats2021": _volume(
+        "BraTS2021",
+        ("00000", "00002"),
+        tuple(f"BraTS2021_{{s}}/BraTS2021_{{s}}_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")),
+        "BraTS2021_{s}/BraTS2021_{s}_seg.nii.gz",
+        (2, 1, 4),
+    ),
+    "btcv": _volume(
+        "BTCV",
+        ("0001", "0002"),
+        "RawData/Training/img/img{s}.nii.gz",
+        "RawData/Training/label/label{s}.nii.gz",
+        (6, 1, 13),
+    ),
+    "brain_development": _volume(
+        "BrainDevelopment",
+        ("a01", "a02"),
+        "Hammers_mith-n30r83/{s}.nii.gz",
+        "Hammers_mith-n30r83/{s}-seg.nii.gz",
+        (3, 17, 83),
+    ),
+    "cdemris": Fake(
+        "cDEMRIS",
+        ("p1", "p2"),
+        (
+            ("pre/{s}/de_a_1.nrrd", "image"),
+            ("pre/{s}/la_seg_a_1.nrrd", ("value", 1)),
+            ("post/{s}/de_b_1.nrrd", "image"),
+            ("post/{s}/la_seg_b_1.nrrd", ("value", 1)),
+        ),
+    ),
+    "feta": _volume(
+        "feta_2.1",
+        ("001", "002"),
+        "sub-{s}/anat/sub-{s}_rec-mial_T2w.nii.gz",
+        "sub-{s}/anat/sub-{s}_rec-mial_dseg.nii.gz",
+        (1, 3, 7),
+    ),
+    "isles2017": Fake(
+        "ISLES2017",
+        ("1", "2"),
+        tuple((t, "image") for t in ISLES)
+        + (("training_{s}/SMIR.Brain.XX.O.OT.19/SMIR.Brain.XX.O.OT.19.nii", ("value", 1)),),
+    ),
+    "lits": _volume(
+        "LiTS", ("0", "1"), "Training Batch 1/volume-{s}.nii", "Training Batch 1/segmentation-{s}.nii", (1, 2)
+    ),
+    "luna16": _volume(
+        "LUNA16",
+        (
+            "1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860",
+            "1.3.6.1.4.1.14519.5.2.1.6279.6001.100332161840553388986847034053",
+        ),
+        "subset0/{s}.mhd",
+        "seg-lungs-LUNA16/{s}.mhd",
+        (3, 4, 5),
+    ),
+    "mm_whs": Fake(
+        "MM-WHS",
+        ("1001", "1002"),
+        (
+            ("ct_train/ct_train_{s}_image.nii.gz", "image"),
+            ("ct_train/ct_train_{s}_label.nii.gz", "label"),
+            ("mr_train/mr_train_{s}_image.nii.gz", "image"),
+            ("mr_train/mr_train_{s}_label.nii.gz", "label"),
+        ),
+        (205, 500, 850),
+    ),
+    "promise12": _volume(
+        "PROMISE12", ("00", "01"), "TrainingData_Part1/Case{s}.mhd", "TrainingData_Part1/Case{s}_segmentation.mhd", (1,)
+    ),
+    "segthor": _volume(
+        "SegTHOR", ("01", "02"), "train/Patient_{s}/Patient_{s}.nii.gz", "train/Patient_{s}/GT.nii.gz", (2, 4)
+    ),
     "smir": _volume("xVertSeg.v1", ("001", "002"), "Data1/images/image{s}.mhd", "Data1/masks/mask{s}.mhd", (200,)),
     "spineweb": _volume("IVD_Challenge_Data", ("01", "02"), "{s}/{s}.nii", "{s}/{s}_Label.nii", (1,)),
-    "verse": _volume("VerSe", ("verse004", "verse500"), "dataset-verse19training/rawdata/sub-{s}/sub-{s}_ct.nii.gz",
-                     "dataset-verse19training/derivatives/sub-{s}/sub-{s}_seg-vert_msk.nii.gz", (20, 24, 28)),
-    "wmh": _volume("WMH", ("0", "2"), ("training/Utrecht/{s}/pre/FLAIR.nii.gz", "training/Utrecht/{s}/pre/T1.nii.gz"),
-                   "training/Utrecht/{s}/wmh.nii.gz", (2, 1)),
-    "word": _volume("WORD-V0.1.0", ("0001", "0002"), "imagesTr/word_{s}.nii.gz", "labelsTr/word_{s}.nii.gz", (1, 10, 16)),
-    "lgg_flair": Fake("kaggle_3m", ("TCGA_CS_4941_19960909", "TCGA_DU_5851_19950428"),
-                      (("{s}/{s}_{k}.tif", "rgb"), ("{s}/{s}_{k}_mask.tif", ("mask", 255)))),
-    "brain_met_share": Fake("mets_stanford_releaseMask_train", ("Mets_000", "Mets_002"),
-                            tuple((f"{{s}}/{c}/{{k}}.png", "image") for c in "0123") + (("{s}/seg/{k}.png", ("mask", 255)),)),
+    "verse": _volume(
+        "VerSe",
+        ("verse004", "verse500"),
+        "dataset-verse19training/rawdata/sub-{s}/sub-{s}_ct.nii.gz",
+        "dataset-verse19training/derivatives/sub-{s}/sub-{s}_seg-vert_msk.nii.gz",
+        (20, 24, 28),
+    ),
+    "wmh": _volume(
+        "WMH",
+        ("0", "2"),
+        ("training/Utrecht/{s}/pre/FLAIR.nii.gz", "training/Utrecht/{s}/pre/T1.nii.gz"),
+        "training/Utrecht/{s}/wmh.nii.gz",
+        (2, 1),
+    ),
+    "word": _volume(
+        "WORD-V0.1.0", ("0001", "0002"), "imagesTr/word_{s}.nii.gz", "labelsTr/word_{s}.nii.gz", (1, 10, 16)
+    ),
+    "lgg_flair": Fake(
+        "kaggle_3m",
+        ("TCGA_CS_4941_19960909", "TCGA_DU_5851_19950428"),
+        (("{s}/{s}_{k}.tif", "rgb"), ("{s}/{s}_{k}_mask.tif", ("mask", 255))),
+    ),
+    "brain_met_share": Fake(
+        "mets_stanford_releaseMask_train",
+        ("Mets_000", "Mets_002"),
+        tuple((f"{{s}}/{c}/{{k}}.png", "image") for c in "0123") + (("{s}/seg/{k}.png", ("mask", 255)),),
+    ),
     # 2D datasets
-    "bbbc003": Fake("BBBC003", ("7_19_M1E1", "7_19_M1E2"), (("mouse_embryos_dic_images/{s}.tif", "image"),
-                                                             ("mouse_embryos_dic_foreground/{s}.png", ("mask", 255))), dims=2),
-    "bbbc038": Fake("stage1_train", ("00071198d059ba7f", "003cee89357d9fe1"), (("{s}/images/{s}.png", "rgb"),
-                    ("{s}/masks/a1.png", ("mask", 1)), ("{s}/masks/b2.png", ("mask", 2))), (1, 2), dims=2),
+    "bbbc003": Fake(
+        "BBBC003",
+        ("7_19_M1E1", "7_19_M1E2"),
+        (("mouse_embryos_dic_images/{s}.tif", "image"), ("mouse_embryos_dic_foreground/{s}.png", ("mask", 255))),
+        dims=2,
+    ),
+    "bbbc038": Fake(
+        "stage1_train",
+        ("00071198d059ba7f", "003cee89357d9fe1"),
+        (("{s}/images/{s}.png", "rgb"), ("{s}/masks/a1.png", ("mask", 1)), ("{s}/masks/b2.png", ("mask", 2))),
+        (1, 2),
+        dims=2,
+    ),
     "bus": Fake("BUS", ("000001", "000002"), (("original/{s}.png", "image"), ("GT/{s}.png", ("mask", 255))), dims=2),
-    "camus": Fake("CAMUS", ("patient0001", "patient0002"), (
-        ("database_nifti/{s}/{s}_2CH_ED.nii.gz", "image"), ("database_nifti/{s}/{s}_2CH_ED_gt.nii.gz", "label"),
-        ("database_nifti/{s}/{s}_4CH_ES.nii.gz", "image"), ("database_nifti/{s}/{s}_4CH_ES_gt.nii.gz", "label"),
-        ("database_nifti/{s}/{s}_4CH_half_sequence.nii.gz", "image"),
-        ("training/{s}/{s}_2CH_ES.mhd", "image"), ("training/{s}/{s}_2CH_ES_gt.mhd", "label")), (2, 1, 3), dims=2),
-    "consep": Fake("CoNSeP", ("train_1", "test_1"), (("Train/Images/{s}.png", "rgb", ("train_1",)),
-                                                    ("Train/Labels/{s}.mat", "label", ("train_1",)),
-                                                    ("Test/Images/{s}.png", "rgb", ("test_1",)),
-                                                    ("Test/Labels/{s}.mat", "label", ("test_1",))), (5, 2, 4), dims=2),
-    "eophtha": Fake("e_ophtha", ("E0000404", "E0000043"), (
-        ("e_optha_EX/EX/{s}/C0001273.jpg", "rgb"), ("e_optha_EX/Annotation_EX/{s}/C0001273_EX.png", ("mask", 255)),
-        ("e_optha_EX/healthy/{s}/C0001111.jpg", "rgb"),
-        ("e_optha_MA/MA/{s}/C0000886.jpg", "rgb"), ("e_optha_MA/Annotation_MA/{s}/C0000886.png", ("mask", 255))), dims=2),
-    "feto_plac": Fake("FetoscopyPlacentaDataset", ("video01", "video02"), (
-        ("Vessel_segmentation_annotations/{s}/images/anon001_00001.png", "rgb"),
-        ("Vessel_segmentation_annotations/{s}/masks_gt/anon001_00001_mask.png", ("mask", 255)),
-        ("Vessel_segmentation_annotations/{s}/images/anon001_00090.png", "rgb"),
-        ("Vessel_segmentation_annotations/{s}/masks_gt/anon001_00090_mask.png", ("mask", 255))), dims=2),
-    "idrid": Fake("IDRiD", ("IDRiD_01", "IDRiD_55"), (
-        ("A. Segmentation/1. Original Images/a. Training Set/{s}.jpg", "rgb"),
-        *((f"A. Segmentation/2. All Segmentation Groundtruths/a. Training Set/{folder}/{{s}}_{code}.tif", ("mask", v),
-           ("IDRiD_01",) if code == "SE" else ("IDRiD_01", "IDRiD_55"))
-          for v, (folder, code) in enumerate((("1. Microaneurysms", "MA"), ("2. Haemorrhages", "HE"),
-                                              ("3. Hard Exudates", "EX"), ("4. Soft Exudates", "SE"),
-                                              ("5. Optic Disc", "OD")), start=1))), (5, 2, 3, 4, 1), dims=2),
-    "kvasir_seg": Fake("Kvasir-SEG", ("cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"),
-                       (("images/{s}.jpg", "rgb"), ("masks/{s}.jpg", ("rgbmask", 255))), dims=2),
-    "octa500": Fake("OCTA-500", ("10001", "10002"), (
-        ("OCTA_6M/Projection Maps/OCTA(FULL)/{s}.bmp", "image"), ("OCTA_6M/Projection Maps/OCT(FULL)/{s}.bmp", "image"),
-        ("OCTA_6M/Projection Maps/OCTA(ILM_OPL)/{s}.bmp", "image"), ("OCTA_6M/GroundTruth/{s}.bmp", "label")),
-        (255, 100), dims=2),
-    "rose": Fake("ROSE", ("01", "02"), (
-        ("ROSE-1/SVC/train/img/{s}.tif", "image"), ("ROSE-1/SVC/train/gt/{s}.tif", ("mask", 255)),
-        ("ROSE-1/SVC_DVC/test/img/{s}.png", "image"), ("ROSE-1/SVC_DVC/test/gt/{s}.tif", ("mask", 255)),
-        ("ROSE-2/train/original/{s}.png", "image"), ("ROSE-2/train/gt/{s}.png", ("mask", 255))), dims=2),
+    "camus": Fake(
+        "CAMUS",
+        ("patient0001", "patient0002"),
+        (
+            ("database_nifti/{s}/{s}_2CH_ED.nii.gz", "image"),
+            ("database_nifti/{s}/{s}_2CH_ED_gt.nii.gz", "label"),
+            ("database_nifti/{s}/{s}_4CH_ES.nii.gz", "image"),
+            ("database_nifti/{s}/{s}_4CH_ES_gt.nii.gz", "label"),
+            ("database_nifti/{s}/{s}_4CH_half_sequence.nii.gz", "image"),
+            ("training/{s}/{s}_2CH_ES.mhd", "image"),
+            ("training/{s}/{s}_2CH_ES_gt.mhd", "label"),
+        ),
+        (2, 1, 3),
+        dims=2,
+    ),
+    "consep": Fake(
+        "CoNSeP",
+        ("train_1", "test_1"),
+        (
+            ("Train/Images/{s}.png", "rgb", ("train_1",)),
+            ("Train/Labels/{s}.mat", "label", ("train_1",)),
+            ("Test/Images/{s}.png", "rgb", ("test_1",)),
+            ("Test/Labels/{s}.mat", "label", ("test_1",)),
+        ),
+        (5, 2, 4),
+        dims=2,
+    ),
+    "eophtha": Fake(
+        "e_ophtha",
+        ("E0000404", "E0000043"),
+        (
+            ("e_optha_EX/EX/{s}/C0001273.jpg", "rgb"),
+            ("e_optha_EX/Annotation_EX/{s}/C0001273_EX.png", ("mask", 255)),
+            ("e_optha_EX/healthy/{s}/C0001111.jpg", "rgb"),
+            ("e_optha_MA/MA/{s}/C0000886.jpg", "rgb"),
+            ("e_optha_MA/Annotation_MA/{s}/C0000886.png", ("mask", 255)),
+        ),
+        dims=2,
+    ),
+    "feto_plac": Fake(
+        "FetoscopyPlacentaDataset",
+        ("video01", "video02"),
+        (
+            ("Vessel_segmentation_annotations/{s}/images/anon001_00001.png", "rgb"),
+            ("Vessel_segmentation_annotations/{s}/masks_gt/anon001_00001_mask.png", ("mask", 255)),
+            ("Vessel_segmentation_annotations/{s}/images/anon001_00090.png", "rgb"),
+            ("Vessel_segmentation_annotations/{s}/masks_gt/anon001_00090_mask.png", ("mask", 255)),
+        ),
+        dims=2,
+    ),
+    "idrid": Fake(
+        "IDRiD",
+        ("IDRiD_01", "IDRiD_55"),
+        (
+            ("A. Segmentation/1. Original Images/a. Training Set/{s}.jpg", "rgb"),
+            *(
+                (
+                    f"A. Segmentation/2. All Segmentation Groundtruths/a. Training Set/{folder}/{{s}}_{code}.tif",
+                    ("mask", v),
+                    ("IDRiD_01",) if code == "SE" else ("IDRiD_01", "IDRiD_55"),
+                )
+                for v, (folder, code) in enumerate(
+                    (
+                        ("1. Microaneurysms", "MA"),
+                        ("2. Haemorrhages", "HE"),
+                        ("3. Hard Exudates", "EX"),
+                        ("4. Soft Exudates", "SE"),
+                        ("5. Optic Disc", "OD"),
+                    ),
+                    start=1,
+                )
+            ),
+        ),
+        (5, 2, 3, 4, 1),
+        dims=2,
+    ),
+    "kvasir_seg": Fake(
+        "Kvasir-SEG",
+        ("cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"),
+        (("images/{s}.jpg", "rgb"), ("masks/{s}.jpg", ("rgbmask", 255))),
+        dims=2,
+    ),
+    "octa500": Fake(
+        "OCTA-500",
+        ("10001", "10002"),
+        (
+            ("OCTA_6M/Projection Maps/OCTA(FULL)/{s}.bmp", "image"),
+            ("OCTA_6M/Projection Maps/OCT(FULL)/{s}.bmp", "image"),
+            ("OCTA_6M/Projection Maps/OCTA(ILM_OPL)/{s}.bmp", "image"),
+            ("OCTA_6M/GroundTruth/{s}.bmp", "label"),
+        ),
+        (255, 100),
+        dims=2,
+    ),
+    "rose": Fake(
+        "ROSE",
+        ("01", "02"),
+        (
+            ("ROSE-1/SVC/train/img/{s}.tif", "image"),
+            ("ROSE-1/SVC/train/gt/{s}.tif", ("mask", 255)),
+            ("ROSE-1/SVC_DVC/test/img/{s}.png", "image"),
+            ("ROSE-1/SVC_DVC/test/gt/{s}.tif", ("mask", 255)),
+            ("ROSE-2/train/original/{s}.png", "image"),
+            ("ROSE-2/train/gt/{s}.png", ("mask", 255)),
+        ),
+        dims=2,
+    ),
     # DICOM series (one file per slice {k})
-    "chaos": Fake("CHAOS", ("1", "2"), (
-        ("Train_Sets/CT/{s}/DICOM_anon/i{k},0000b.dcm", "image"), ("Train_Sets/CT/{s}/Ground/liver_GT_{k}.png", ("mask", 63)),
-        ("Train_Sets/MR/{s}/T2SPIR/DICOM_anon/IMG-0004-{k}.dcm", "image"), ("Train_Sets/MR/{s}/T2SPIR/Ground/IMG-0004-{k}.png", "label"),
-        ("Train_Sets/MR/{s}/T1DUAL/DICOM_anon/InPhase/IMG-0002-{k}.dcm", "image"),
-        ("Train_Sets/MR/{s}/T1DUAL/DICOM_anon/OutPhase/IMG-0002-{k}.dcm", "image"),
-        ("Train_Sets/MR/{s}/T1DUAL/Ground/IMG-0002-{k}.png", "label")), (63, 126, 252)),
-    "i2cvb": Fake("I2CVB", ("Patient_383", "Patient_416"), (
-        ("GE/{s}/T2W/{k}.dcm", "image"), ("GE/{s}/GT/prostate/{k}.dcm", ("value", 1)), ("GE/{s}/GT/pz/{k}.dcm", ("mask", 1)),
-        ("GE/{s}/GT/cg/{k}.dcm", ("mask", 2), ("Patient_383",))), (1, 2)),
+    "chaos": Fake(
+        "CHAOS",
+        ("1", "2"),
+        (
+            ("Train_Sets/CT/{s}/DICOM_anon/i{k},0000b.dcm", "image"),
+            ("Train_Sets/CT/{s}/Ground/liver_GT_{k}.png", ("mask", 63)),
+            ("Train_Sets/MR/{s}/T2SPIR/DICOM_anon/IMG-0004-{k}.dcm", "image"),
+            ("Train_Sets/MR/{s}/T2SPIR/Ground/IMG-0004-{k}.png", "label"),
+            ("Train_Sets/MR/{s}/T1DUAL/DICOM_anon/InPhase/IMG-0002-{k}.dcm", "image"),
+            ("Train_Sets/MR/{s}/T1DUAL/DICOM_anon/OutPhase/IMG-0002-{k}.dcm", "image"),
+            ("Train_Sets/MR/{s}/T1DUAL/Ground/IMG-0002-{k}.png", "label"),
+        ),
+        (63, 126, 252),
+    ),
+    "i2cvb": Fake(
+        "I2CVB",
+        ("Patient_383", "Patient_416"),
+        (
+            ("GE/{s}/T2W/{k}.dcm", "image"),
+            ("GE/{s}/GT/prostate/{k}.dcm", ("value", 1)),
+            ("GE/{s}/GT/pz/{k}.dcm", ("mask", 1)),
+            ("GE/{s}/GT/cg/{k}.dcm", ("mask", 2), ("Patient_383",)),
+        ),
+        (1, 2),
+    ),
 }
 
 
@@ -266,9 +444,20 @@ def write_nci_isbi(root: Path, rng) -> None:
         collection = "Prostate-3T" if case.startswith("Prostate3T") else "PROSTATE-DIAGNOSIS"
         label = np.stack([label_plane(nested_labels(SHAPE_3D, (2, 1)), k) for k in range(SLICES)], axis=2)  # (r, c, k)
         for k in range(SLICES):
-            write_array(root / "NCI-ISBI" / collection / case / "1.3.6.1.4.1.9328.50.4.1" / "1.3.6.1.4.1.9328.50.4.2" /
-                        f"1-{k + 1:02d}.dcm", role_array("image", label[:, :, k], rng), index=k)
-        write_array(root / "NCI-ISBI" / "Labels" / f"{case}.nrrd", np.swapaxes(label, 0, 1).astype(np.uint8))  # (x, y, z)
+            write_array(
+                root
+                / "NCI-ISBI"
+                / collection
+                / case
+                / "1.3.6.1.4.1.9328.50.4.1"
+                / "1.3.6.1.4.1.9328.50.4.2"
+                / f"1-{k + 1:02d}.dcm",
+                role_array("image", label[:, :, k], rng),
+                index=k,
+            )
+        write_array(
+            root / "NCI-ISBI" / "Labels" / f"{case}.nrrd", np.swapaxes(label, 0, 1).astype(np.uint8)
+        )  # (x, y, z)
 
 
 def write_scd(root: Path, rng) -> None:
@@ -276,8 +465,10 @@ def write_scd(root: Path, rng) -> None:
     for case in ("SC-HF-I-01", "SC-N-02"):
         label = nested_labels(SHAPE_2D, (1, 2))
         for num in ("0020", "0040", "0048"):
-            write_array(root / "SCD" / "SCD_DeidentifiedImages" / case / "CINESAX_300" / f"IM-0003-{num}.dcm",
-                        role_array("image", label, rng))
+            write_array(
+                root / "SCD" / "SCD_DeidentifiedImages" / case / "CINESAX_300" / f"IM-0003-{num}.dcm",
+                role_array("image", label, rng),
+            )
         contours = root / "SCD" / "SCD_ManualContours" / case / "contours-manual" / "IRCCI-expert"
         contours.mkdir(parents=True, exist_ok=True)
         for num, kinds in (("0020", "io"), ("0048", "i")):  # image 0040 has no contour: not used
@@ -295,7 +486,10 @@ def write_isbi_em(root: Path, rng) -> None:
 
     ring = np.where(nested_labels(SHAPE_2D, (1, 2)) == 1, 0, 255).astype(np.uint8)  # a black membrane ring
     (root / "ISBI2012").mkdir(parents=True, exist_ok=True)
-    pages = {"train-volume.tif": np.stack([role_array("image", 255 - ring, rng)] * 3), "train-labels.tif": np.stack([ring] * 3)}
+    pages = {
+        "train-volume.tif": np.stack([role_array("image", 255 - ring, rng)] * 3),
+        "train-labels.tif": np.stack([ring] * 3),
+    }
     for name, stack in pages.items():
         tifffile.imwrite(root / "ISBI2012" / name, stack, photometric="minisblack")
 
@@ -333,10 +527,14 @@ def write_chexplanation(root: Path, rng) -> None:
     for patient in ("patient64541", "patient64542"):
         label = nested_labels(SHAPE_2D, (1, 2))
         dummy_image = role_array("image", label, rng)
-        write_array(root / "CheXplanation" / "CheXpert-v1.0" / "valid" / patient / "study1" / "view1_frontal.jpg", dummy_image)
+        write_array(
+            root / "CheXplanation" / "CheXpert-v1.0" / "valid" / patient / "study1" / "view1_frontal.jpg", dummy_image
+        )
         masks[f"{patient}_study1_view1_frontal"] = {
-            "Cardiomegaly": formats.encode_rle(label == 1), "Lung Lesion": formats.encode_rle(label == 2),
-            "Pneumothorax": formats.encode_rle(np.zeros(SHAPE_2D, bool))}
+            "Cardiomegaly": formats.encode_rle(label == 1),
+            "Lung Lesion": formats.encode_rle(label == 2),
+            "Pneumothorax": formats.encode_rle(np.zeros(SHAPE_2D, bool)),
+        }
     (root / "CheXplanation" / "gt_segmentations_val.json").write_text(json.dumps(masks))
 
 
@@ -359,8 +557,10 @@ def write_echonet(root: Path, rng) -> None:
     rows = ["FileName,X1,Y1,X2,Y2,Frame"]
     for name in ("0X100009310A3BD7FC", "0X1002E8FBACD08477"):
         label = nested_labels(SHAPE_2D, (1,))
-        write_video(root / "EchoNet-Dynamic" / "Videos" / f"{name}.avi",
-                    np.stack([role_array("image", label, rng) for _ in range(4)]))
+        write_video(
+            root / "EchoNet-Dynamic" / "Videos" / f"{name}.avi",
+            np.stack([role_array("image", label, rng) for _ in range(4)]),
+        )
         for frame in (1, 3):
             rows.append(f"{name}.avi,24,4,24,36,{frame}")  # the long axis (left out)
             for y in np.linspace(8, 32, 7):
@@ -375,7 +575,9 @@ def write_hmc_qu(root: Path, rng) -> None:
 
     for name in ("ES0001 _4CH_1", "ES0002 _4CH_1"):
         label = nested_labels(SHAPE_2D, (1,))
-        write_video(root / "HMC-QU" / "A4C" / f"{name}.avi", np.stack([role_array("image", label, rng) for _ in range(5)]))
+        write_video(
+            root / "HMC-QU" / "A4C" / f"{name}.avi", np.stack([role_array("image", label, rng) for _ in range(5)])
+        )
         square = label[:, 4:44]  # the centred 40x40 square, at 32x32
         small = square[np.ix_(np.linspace(0, 39, 32).astype(int), np.linspace(0, 39, 32).astype(int))]
         masks = root / "HMC-QU" / "LV Ground-truth Segmentation Masks" / f"Mask_{name}.mat"
@@ -398,6 +600,15 @@ def writer(name: str):
     return lambda root, rng: write_fake(name, root, int(rng.integers(1 << 30)))
 
 
-WRITERS = {**{name: writer(name) for name in FAKES}, "mnms": write_mnms, "nci_isbi": write_nci_isbi, "scd": write_scd,
-           "isbi_em": write_isbi_em, "pannuke": write_pannuke, "tucc": write_tucc, "chexplanation": write_chexplanation,
-           "echonet": write_echonet, "hmc_qu": write_hmc_qu}
+WRITERS = {
+    **{name: writer(name) for name in FAKES},
+    "mnms": write_mnms,
+    "nci_isbi": write_nci_isbi,
+    "scd": write_scd,
+    "isbi_em": write_isbi_em,
+    "pannuke": write_pannuke,
+    "tucc": write_tucc,
+    "chexplanation": write_chexplanation,
+    "echonet": write_echonet,
+    "hmc_qu": write_hmc_qu,
+}

@@ -131,14 +131,18 @@ def read_metaimage(path: Path, volumetric: bool) -> np.ndarray:
         big = header.get("ElementByteOrderMSB", header.get("BinaryDataByteOrderMSB", "False")).lower() == "true"
         dtype = dtype.newbyteorder(">" if big else "<")
         data_file = header["ElementDataFile"]
-        data = blob[offset:] if data_file == "LOCAL" else readers.require_file(
-            path.with_name(data_file), f"data file of MetaImage {path}").read_bytes()
+        data = (
+            blob[offset:]
+            if data_file == "LOCAL"
+            else readers.require_file(path.with_name(data_file), f"data file of MetaImage {path}").read_bytes()
+        )
         if header.get("CompressedData", "False").lower() == "true":
             data = zlib.decompress(data)
         channels = int(header.get("ElementNumberOfChannels", "1"))
         count = int(np.prod(dims)) * channels
         array = np.frombuffer(data, dtype=dtype, count=count).reshape(
-            tuple(reversed(dims)) + ((channels,) if channels > 1 else ()))
+            tuple(reversed(dims)) + ((channels,) if channels > 1 else ())
+        )
     except FileNotFoundError:
         raise
     except Exception as err:

@@ -33,8 +33,10 @@ class EmStack(RawTaskBuilder, skip_registration=True):
         count = formats.tiff_pages(volume)
         if formats.tiff_pages(labels) != count:
             raise ValueError(f"{labels} has {formats.tiff_pages(labels)} pages but {volume} has {count}")
-        return [Pair(f"slice{i:02d}", formats.TiffPage(volume, i), (formats.TiffPage(labels, i),), ("em",),
-                     {"membrane": 0}) for i in range(count)]
+        return [
+            Pair(f"slice{i:02d}", formats.TiffPage(volume, i), (formats.TiffPage(labels, i),), ("em",), {"membrane": 0})
+            for i in range(count)
+        ]
 
 
 class PanNukeFolds(RawTaskBuilder, skip_registration=True):
@@ -65,8 +67,17 @@ class TuccFrames(RawTaskBuilder, skip_registration=True):
         frames = len(formats.hdf5_dataset(path, "image"))
         if len(ids) != frames or len(formats.hdf5_dataset(path, "mask")) != frames:
             raise ValueError(f"{path}: image, mask and annot_id have different lengths")
-        return [Pair(subject, formats.Hdf5Item(path, "image", i), (formats.Hdf5Item(path, "mask", i),),
-                     ("ultrasound",), {"thyroid_nodule": None}, source=f"{subject}_{i}") for i, subject in enumerate(ids)]
+        return [
+            Pair(
+                subject,
+                formats.Hdf5Item(path, "image", i),
+                (formats.Hdf5Item(path, "mask", i),),
+                ("ultrasound",),
+                {"thyroid_nodule": None},
+                source=f"{subject}_{i}",
+            )
+            for i, subject in enumerate(ids)
+        ]
 
 
 class CheXlocalizeMasks(RawTaskBuilder, skip_registration=True):
@@ -83,8 +94,9 @@ class CheXlocalizeMasks(RawTaskBuilder, skip_registration=True):
                 patient, study, view = _chexpert_key(key, path)
                 image = root / "CheXpert-v1.0" / CHEXPLANATION_SPLITS[split] / patient / study / f"{view}.jpg"
                 readers.require_file(image, f"image of {key} in {path}")
-                layers = tuple((standardize.clean_name(name).lower(), formats.RleMask(path, (key, name)))
-                               for name in sorted(masks))
+                layers = tuple(
+                    (standardize.clean_name(name).lower(), formats.RleMask(path, (key, name))) for name in sorted(masks)
+                )
                 pairs.append(Pair(patient, image, (), ("xray",), {}, source=key, layers=layers))
         return pairs
 
@@ -108,19 +120,27 @@ class EchoNetTracings(RawTaskBuilder, skip_registration=True):
         try:
             with tracings.open(newline="") as handle:
                 for row in csv.DictReader(handle):
-                    rows[(row["FileName"], int(row["Frame"]))].append(
-                        [float(row[k]) for k in ("X1", "Y1", "X2", "Y2")])
+                    rows[(row["FileName"], int(row["Frame"]))].append([float(row[k]) for k in ("X1", "Y1", "X2", "Y2")])
         except (KeyError, ValueError) as err:
             raise ValueError(f"{tracings} is not a tracing table FileName,X1,Y1,X2,Y2,Frame: {err}") from err
         pairs = []
         for (name, frame), lines in sorted(rows.items()):
-            video = readers.require_file(root / "Videos" / (name if name.endswith(".avi") else f"{name}.avi"),
-                                         f"video of {name} in {tracings}")
+            video = readers.require_file(
+                root / "Videos" / (name if name.endswith(".avi") else f"{name}.avi"), f"video of {name} in {tracings}"
+            )
             lines = np.asarray(lines)[1:]
             points = np.concatenate([lines[:, :2], lines[::-1, 2:]])
             label = formats.Polygon(tuple(map(tuple, points)), name=f"{tracings}:{name}@{frame}")
-            pairs.append(Pair(video.stem, formats.Video(video, frame), (label,), ("echo_a4c",),
-                              {"left_ventricle": None}, source=f"{video.stem}_{frame}"))
+            pairs.append(
+                Pair(
+                    video.stem,
+                    formats.Video(video, frame),
+                    (label,),
+                    ("echo_a4c",),
+                    {"left_ventricle": None},
+                    source=f"{video.stem}_{frame}",
+                )
+            )
         return pairs
 
 
@@ -132,49 +152,75 @@ class HmcQuVideos(RawTaskBuilder, skip_registration=True):
     def _pairs(cls, root):
         pairs = []
         for masks in files(root / "LV Ground-truth Segmentation Masks", "Mask_*.mat"):
-            name = masks.stem[len("Mask_"):]
+            name = masks.stem[len("Mask_") :]
             video = readers.require_file(root / "A4C" / f"{name}.avi", f"video of {masks}")
             frames, height, width = formats.read_mat(masks, "predicted").shape
             image = formats.Video(video, tuple(range(frames)), crop_square=True, size=(height, width))
-            pairs.append(Pair(name.strip(), image, (formats.MatVariable(masks, "predicted", frames_first=True),),
-                              ("echo_a4c",), {"lv_wall": None}, frames=True))
+            pairs.append(
+                Pair(
+                    name.strip(),
+                    image,
+                    (formats.MatVariable(masks, "predicted", frames_first=True),),
+                    ("echo_a4c",),
+                    {"lv_wall": None},
+                    frames=True,
+                )
+            )
         return pairs
 
 
 TABLE = {
     "isbi_em": dict(
-        base=EmStack, folder="ISBI2012", url="https://imagej.net/events/isbi-2012-segmentation-challenge",
+        base=EmStack,
+        folder="ISBI2012",
+        url="https://imagej.net/events/isbi-2012-segmentation-challenge",
         layout_text="  ISBI2012/train-volume.tif   (30 pages)\n  ISBI2012/train-labels.tif   (label, 30 pages)",
         doc="ISBI 2012 EM segmentation challenge: neuronal membranes in serial-section EM; subject = section.",
-        note="Research use; the challenge's training stacks."),
+        note="Research use; the challenge's training stacks.",
+    ),
     "pannuke": dict(
-        base=PanNukeFolds, folder="PanNuke", url="https://warwick.ac.uk/fac/cross_fac/tia/data/pannuke",
+        base=PanNukeFolds,
+        folder="PanNuke",
+        url="https://warwick.ac.uk/fac/cross_fac/tia/data/pannuke",
         layout_text="  PanNuke/Fold 1/images/fold1/images.npy   PanNuke/Fold 1/masks/fold1/masks.npy   (and Fold 2, 3)",
         doc="PanNuke: five nucleus types in H&E patches of 19 tissues; subject = patch.",
-        note="Licence CC BY-NC-SA 4.0; fold_1.zip, fold_2.zip, fold_3.zip extracted."),
+        note="Licence CC BY-NC-SA 4.0; fold_1.zip, fold_2.zip, fold_3.zip extracted.",
+    ),
     "tucc": dict(
-        base=TuccFrames, folder="TUCC", url="https://aimi.stanford.edu/datasets/thyroid-ultrasound-cine-clip",
+        base=TuccFrames,
+        folder="TUCC",
+        url="https://aimi.stanford.edu/datasets/thyroid-ultrasound-cine-clip",
         layout_text="  TUCC/dataset.hdf5   (datasets image, mask, annot_id, frame_num)",
         doc="Stanford thyroid ultrasound cine-clips: thyroid nodule masks on every frame; subject = annot_id.",
-        note="Stanford AIMI research use agreement. Reading needs h5py (extra 'raw')."),
+        note="Stanford AIMI research use agreement. Reading needs h5py (extra 'raw').",
+    ),
     "chexplanation": dict(
-        base=CheXlocalizeMasks, folder="CheXplanation", url="https://github.com/rajpurkarlab/cheXlocalize",
+        base=CheXlocalizeMasks,
+        folder="CheXplanation",
+        url="https://github.com/rajpurkarlab/cheXlocalize",
         layout_text="  CheXplanation/gt_segmentations_val.json (and _test.json)   (COCO RLE masks per pathology)\n"
-                    "  CheXplanation/CheXpert-v1.0/valid/patient64541/study1/view1_frontal.jpg ...   (and test/)",
+        "  CheXplanation/CheXpert-v1.0/valid/patient64541/study1/view1_frontal.jpg ...   (and test/)",
         doc="CheXlocalize (CheXplanation): radiologist segmentations of 10 pathologies on CheXpert chest X-rays.",
-        note="Stanford AIMI research use agreement (CheXlocalize and the CheXpert validation/test images)."),
+        note="Stanford AIMI research use agreement (CheXlocalize and the CheXpert validation/test images).",
+    ),
     "echonet": dict(
-        base=EchoNetTracings, folder="EchoNet-Dynamic", url="https://echonet.github.io/dynamic/",
+        base=EchoNetTracings,
+        folder="EchoNet-Dynamic",
+        url="https://echonet.github.io/dynamic/",
         layout_text="  EchoNet-Dynamic/Videos/0X100009310A3BD7FC.avi ...\n"
-                    "  EchoNet-Dynamic/VolumeTracings.csv   (FileName,X1,Y1,X2,Y2,Frame)",
+        "  EchoNet-Dynamic/VolumeTracings.csv   (FileName,X1,Y1,X2,Y2,Frame)",
         doc="EchoNet-Dynamic: left ventricle traced at end-diastole and end-systole in apical-4-chamber videos.",
-        note="Stanford AIMI research use agreement. Reading videos needs PyAV (extra 'raw')."),
+        note="Stanford AIMI research use agreement. Reading videos needs PyAV (extra 'raw').",
+    ),
     "hmc_qu": dict(
-        base=HmcQuVideos, folder="HMC-QU", url="https://www.kaggle.com/datasets/aysendegerli/hmcqu-dataset",
+        base=HmcQuVideos,
+        folder="HMC-QU",
+        url="https://www.kaggle.com/datasets/aysendegerli/hmcqu-dataset",
         layout_text="  HMC-QU/A4C/ES0001 _4CH_1.avi ...\n"
-                    "  HMC-QU/LV Ground-truth Segmentation Masks/Mask_ES0001 _4CH_1.mat ...   (variable 'predicted')",
+        "  HMC-QU/LV Ground-truth Segmentation Masks/Mask_ES0001 _4CH_1.mat ...   (variable 'predicted')",
         doc="HMC-QU: left-ventricle wall in apical 4-chamber echocardiography videos (one cycle per video).",
-        note="Licence CC BY 4.0 (Kaggle). Reading videos needs PyAV (extra 'raw')."),
+        note="Licence CC BY 4.0 (Kaggle). Reading videos needs PyAV (extra 'raw').",
+    ),
 }
 
 for _name, _entry in TABLE.items():

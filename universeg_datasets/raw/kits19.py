@@ -12,6 +12,7 @@ LABELLED_CASES = 210  # case_00000 .. case_00209 have segmentations; later cases
 
 class Kits19(RawTaskBuilder):
     """KiTS19 abdominal CT with kidney (1) and tumour (2) labels, the 210 labelled cases."""
+
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",

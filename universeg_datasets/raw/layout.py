@@ -92,7 +92,9 @@ class Layout:
                 if self.unlabelled == "skip":
                     return None
                 missing = root / fill(template, slices[[bool(p) for p in found].index(False)])
-                raise FileNotFoundError(f"label for image {images[next(iter(images))][0]} not found: expected {missing}")
+                raise FileNotFoundError(
+                    f"label for image {images[next(iter(images))][0]} not found: expected {missing}"
+                )
             if self.stack:
                 labels.append(formats.Slices(tuple(paths[0] for paths in found)))
             else:
@@ -110,8 +112,17 @@ class Layout:
         modalities = self.channels or (tuple(images) if len(images) > 1 else (self._modality(fields),))
         subject = fill(self.subject, fields) if self.subject else next(iter(fields.values()), "image")
         source = str(images[next(iter(images))][0].relative_to(root))
-        return Pair(subject, image, tuple(labels), modalities, self.label_values, source=source,
-                    layers=tuple(layers), frames=self.frames, threshold=self.threshold)
+        return Pair(
+            subject,
+            image,
+            tuple(labels),
+            modalities,
+            self.label_values,
+            source=source,
+            layers=tuple(layers),
+            frames=self.frames,
+            threshold=self.threshold,
+        )
 
     def _wrap(self, path: Path, label: bool = False):
         wrap = self.label_reader if label else self.reader
@@ -167,8 +178,10 @@ def _one(root: Path, relative: str, what: str) -> Path:
     found = _expand(root, relative)
     if len(found) != 1:
         raise FileNotFoundError(
-            f"{what} {root / relative} not found" if not found else
-            f"{what} {root / relative} matches {len(found)} files: {[str(p) for p in found[:4]]}")
+            f"{what} {root / relative} not found"
+            if not found
+            else f"{what} {root / relative} matches {len(found)} files: {[str(p) for p in found[:4]]}"
+        )
     return found[0]
 
 
@@ -198,9 +211,20 @@ class LayoutBuilder(RawTaskBuilder, skip_registration=True):
         return [pair for layout in cls.LAYOUTS for pair in layout.pairs(root, listing)]
 
 
-def define(namespace: dict, name: str, *, folder: str, url: str, layouts=(), volumetric: bool = False,
-           note: str = "", doc: str = "", layout_text: str = "", base: type = LayoutBuilder,
-           release_notes: dict[str, str] | None = None) -> type:
+def define(
+    namespace: dict,
+    name: str,
+    *,
+    folder: str,
+    url: str,
+    layouts=(),
+    volumetric: bool = False,
+    note: str = "",
+    doc: str = "",
+    layout_text: str = "",
+    base: type = LayoutBuilder,
+    release_notes: dict[str, str] | None = None,
+) -> type:
     """Create and register the builder ``name`` in module ``namespace`` (its ``globals()``).
 
     A dataset released as stacks of 2D slices (a layout with ``stack``) is cut along the stacking axis only: its

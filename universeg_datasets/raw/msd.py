@@ -18,12 +18,13 @@ HOMEPAGE = "http://medicaldecathlon.com/"
 
 class MsdTask(RawTaskBuilder, skip_registration=True):
     """Base of the MSD builders: subclasses set ``RAW_FOLDER`` (e.g. ``Task04_Hippocampus``)."""
+
     VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",
         "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
         "1.2.0": "Modality and label names lower-case like every other builder's (msd_hippocampus/mri/anterior/0; was: "
-                 "the capitalisation of dataset.json, msd_hippocampus/MRI/Anterior/0).",
+        "the capitalisation of dataset.json, msd_hippocampus/MRI/Anterior/0).",
     }
 
     VOLUMETRIC = True

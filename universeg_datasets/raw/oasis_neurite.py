@@ -11,6 +11,7 @@ SEG4 = {"cortex": 1, "subcortical_grey_matter": 2, "white_matter": 3, "csf": 4}
 
 class OasisNeurite(RawTaskBuilder):
     """OASIS-1 T1 MRI (skull-stripped, affinely aligned) with 4 tissue classes (aligned_seg4)."""
+
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",

@@ -1,7 +1,7 @@
 """Which raw datasets a manual dir holds, and one table of the absent ones with where to get them.
 
-    python -m universeg_datasets.build raw --manual_dir DIR          # build every raw dataset present
-    python -m universeg_datasets.build raw --list --manual_dir DIR   # only list them (names on stdout)
+python -m universeg_datasets.build raw --manual_dir DIR          # build every raw dataset present
+python -m universeg_datasets.build raw --list --manual_dir DIR   # only list them (names on stdout)
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ def survey(manual_dir) -> tuple[list[str], list[tuple[str, str, str, str]]]:
 
 def absent_table(manual_dir, rows) -> str:
     """Markdown table of the absent datasets (what ``build raw`` prints)."""
-    lines = [f"Raw datasets not found in {manual_dir} ({len(rows)}): download each into the folder named "
-             "(its builder's MANUAL_DOWNLOAD_INSTRUCTIONS give the layout)",
-             "| dataset | builder | folder in the manual dir | download from |", "|---|---|---|---|"]
+    lines = [
+        f"Raw datasets not found in {manual_dir} ({len(rows)}): download each into the folder named "
+        "(its builder's MANUAL_DOWNLOAD_INSTRUCTIONS give the layout)",
+        "| dataset | builder | folder in the manual dir | download from |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {dataset} | {name} | {folder} | {source} |" for dataset, name, folder, source in rows]
     return "\n".join(lines)

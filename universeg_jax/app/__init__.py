@@ -37,11 +37,15 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )
     cli.add_model_options(parser)
     cli.add_volume_options(parser)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: %(default)s, this machine only; the app has no login, "
-                             "so listen on other addresses only on a network you trust)")
-    parser.add_argument("--port", type=int, default=8000,
-                        help="port to listen on; 0 picks a free one (default: %(default)s)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; the app has no login, "
+        "so listen on other addresses only on a network you trust)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: %(default)s)"
+    )
     return parser
 
 
@@ -49,8 +53,9 @@ def main(args) -> None:
     """Load the weights, bind the port, print the address and serve until Ctrl+C."""
     missing = [name for name in ("starlette", "uvicorn", "python_multipart") if importlib.util.find_spec(name) is None]
     if missing:
-        raise RuntimeError(f"the app needs the web packages ({', '.join(missing)} missing): "
-                           "pip install 'universeg-jax[app]'")
+        raise RuntimeError(
+            f"the app needs the web packages ({', '.join(missing)} missing): pip install 'universeg-jax[app]'"
+        )
     from universeg_jax.app import server
     from universeg_jax.app.state import Session
     from universeg_jax.inference import Segmenter
@@ -60,13 +65,17 @@ def main(args) -> None:
     workdir = tempfile.mkdtemp(prefix="universeg-jax-app-")
     try:
         weights = str(Path(args.weights).resolve()) if args.weights and Path(args.weights).exists() else args.weights
-        session = Session(segmenter, workdir, axis=args.axis, slices_per_volume=args.slices_per_volume,
-                          weights=weights)
+        session = Session(segmenter, workdir, axis=args.axis, slices_per_volume=args.slices_per_volume, weights=weights)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
-            print(f"{PROG}: warning: listening on {args.host}: anyone who can reach this machine can use the app",
-                  file=sys.stderr)
-        print(f"{PROG}: open {server.address(sock)} in your browser (Ctrl+C stops; uploads live only until then, "
-              "so download what you want to keep)", flush=True)
+            print(
+                f"{PROG}: warning: listening on {args.host}: anyone who can reach this machine can use the app",
+                file=sys.stderr,
+            )
+        print(
+            f"{PROG}: open {server.address(sock)} in your browser (Ctrl+C stops; uploads live only until then, "
+            "so download what you want to keep)",
+            flush=True,
+        )
         server.serve(session, sock)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its clean shutdown
         pass

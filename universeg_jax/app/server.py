@@ -45,7 +45,9 @@ def create_app(session: Session) -> Starlette:
             with lock, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 value = fn(*args)
-            notes = list(dict.fromkeys(session.public(w.message) for w in caught if issubclass(w.category, UserWarning)))
+            notes = list(
+                dict.fromkeys(session.public(w.message) for w in caught if issubclass(w.category, UserWarning))
+            )
             return value, notes
 
         return await run_in_threadpool(locked)
@@ -121,8 +123,9 @@ def create_app(session: Session) -> Starlette:
     async def view(request: Request):
         params = request.query_params
         options = Options.parse(params)
-        out, notes = await call(session.view, request.path_params["query"], params.get("slice", 0), options,
-                                params.get("probability"))
+        out, notes = await call(
+            session.view, request.path_params["query"], params.get("slice", 0), options, params.get("probability")
+        )
         return JSONResponse({**out, "notes": notes}, headers=NO_STORE)
 
     @api
@@ -137,8 +140,7 @@ def create_app(session: Session) -> Starlette:
         options = Options.parse(body)
         if "edits" in body:  # the painting and the request in one go
             await call(session.set_edits, request.path_params["query"], body.get("slice", 0), body["edits"])
-        example, notes = await call(session.add_correction, request.path_params["query"], body.get("slice", 0),
-                                    options)
+        example, notes = await call(session.add_correction, request.path_params["query"], body.get("slice", 0), options)
         return await state_response(notes, example=example)
 
     def download(writer):
@@ -198,8 +200,11 @@ async def json_body(request: Request) -> dict:
 
 
 def attachment(data: bytes, name: str) -> Response:
-    return Response(data, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE},
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

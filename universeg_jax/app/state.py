@@ -237,11 +237,17 @@ class Session:
             raise AppError("the support set is empty: add labelled examples first")
         examples = self.ordered(examples)
         try:
-            geometries = {e.source.image_path.name: e.source.geometry.orientation for e in examples
-                          if e.source.geometry is not None}
+            geometries = {
+                e.source.image_path.name: e.source.geometry.orientation
+                for e in examples
+                if e.source.geometry is not None
+            }
             return self.segmenter.prepare_support(
-                [e.image for e in examples], [e.label for e in examples], normalize=False,
-                names=[e.name for e in examples], geometries=list(geometries.items()),
+                [e.image for e in examples],
+                [e.label for e in examples],
+                normalize=False,
+                names=[e.name for e in examples],
+                geometries=list(geometries.items()),
             )
         except (ValueError, TypeError) as err:
             raise AppError(str(err)) from None
@@ -254,8 +260,12 @@ class Session:
                 self._support_cache = (self.version, self._prepare(self.examples))
         return self._support_cache[1]
 
-    def _commit(self, new_examples: Sequence[Example], new_sources: Sequence[Source] = (),
-                replaced: Mapping[int, Example] | None = None) -> None:
+    def _commit(
+        self,
+        new_examples: Sequence[Example],
+        new_sources: Sequence[Source] = (),
+        replaced: Mapping[int, Example] | None = None,
+    ) -> None:
         """Check that the support set with these changes can be prepared, then apply them (all or nothing)."""
         replaced = dict(replaced or {})
         candidate = [replaced.get(e.id, e) for e in self.examples] + list(new_examples)
@@ -277,11 +287,15 @@ class Session:
         if not images and not labels:
             raise AppError("choose support image files and their label files")
         if not images:
-            raise AppError(f"{len(labels)} label file(s) but no image: every label needs its image "
-                           f"({', '.join(p.name for p in labels)})")
+            raise AppError(
+                f"{len(labels)} label file(s) but no image: every label needs its image "
+                f"({', '.join(p.name for p in labels)})"
+            )
         if not labels:
-            raise AppError(f"{len(images)} image(s) but no label file: every support image needs its label "
-                           f"({', '.join(p.name for p in images)})")
+            raise AppError(
+                f"{len(images)} image(s) but no label file: every support image needs its label "
+                f"({', '.join(p.name for p in images)})"
+            )
         self._check_suffixes(images, "support images")
         self._check_suffixes(labels, "support labels")
         if len(images) == 1 and len(labels) == 1:
@@ -310,12 +324,22 @@ class Session:
                 geometry = Geometry.of(image, self.axis)
                 source = Source("volume", image_path, geometry=geometry)
                 slices, slice_labels, indices = self.segmenter.volume_support_slices(
-                    image.array, label, axis=self.axis, affine=image.affine, count=self.slices_per_volume,
+                    image.array,
+                    label,
+                    axis=self.axis,
+                    affine=image.affine,
+                    count=self.slices_per_volume,
                     name=image_path.name,
                 )
                 return [
-                    Example(self._new_id(), f"{image_path.name} slice {k}", np.asarray(im, np.float32),
-                            check_label(lab, label_path.name), source, k)
+                    Example(
+                        self._new_id(),
+                        f"{image_path.name} slice {k}",
+                        np.asarray(im, np.float32),
+                        check_label(lab, label_path.name),
+                        source,
+                        k,
+                    )
                     for im, lab, k in zip(slices, slice_labels, indices)
                 ], source
             gray = self.segmenter.normalize(pp.to_grayscale(image.array, name=image_path.name), name=image_path.name)
@@ -323,8 +347,10 @@ class Session:
         except (ValueError, TypeError) as err:
             raise AppError(f"{image_path.name}: {_short(err, self.workdir)}") from None
         if not lab.any():
-            raise AppError(f"the label of {image_path.name} ({label_path.name}) has no foreground: a support example "
-                           "must show the structure")
+            raise AppError(
+                f"the label of {image_path.name} ({label_path.name}) has no foreground: a support example "
+                "must show the structure"
+            )
         source = Source("pair", image_path, label_path)
         return [Example(self._new_id(), image_path.name, gray, lab, source)], source
 
@@ -439,9 +465,14 @@ class Session:
         kwargs = options.kwargs()
         try:
             if query.volume:
-                result = self.segmenter.segment_volume(query.array, support, axis=self.axis,
-                                                       affine=query.geometry.reference.affine, name=query.name,
-                                                       **kwargs)
+                result = self.segmenter.segment_volume(
+                    query.array,
+                    support,
+                    axis=self.axis,
+                    affine=query.geometry.reference.affine,
+                    name=query.name,
+                    **kwargs,
+                )
                 stored = result.probabilities.reshape((len(result.probabilities),) + squeeze(query.array).shape)
                 probabilities = np.moveaxis(query.geometry.orientation.to_canonical(np.moveaxis(stored, 0, -1)), -1, 0)
             else:
@@ -511,8 +542,13 @@ class Session:
             query.geometry.slice(canonical, index)[...] = label
             try:
                 images, _, _ = self.segmenter.volume_support_slices(
-                    query.array, query.geometry.stored(canonical), axis=self.axis,
-                    affine=query.geometry.reference.affine, indices=[index], name=query.name)
+                    query.array,
+                    query.geometry.stored(canonical),
+                    axis=self.axis,
+                    affine=query.geometry.reference.affine,
+                    indices=[index],
+                    name=query.name,
+                )
             except (ValueError, TypeError) as err:
                 raise AppError(str(err)) from None
             image = np.asarray(images[0], np.float32)
@@ -520,16 +556,18 @@ class Session:
             image = self.segmenter.normalize(pp.to_grayscale(flat(query), name=query.name), name=query.name)
         source = query.source
         if source is None:
-            source = Source("volume", query.path, geometry=query.geometry) if query.volume \
-                else Source("mask", query.path)
+            source = (
+                Source("volume", query.path, geometry=query.geometry) if query.volume else Source("mask", query.path)
+            )
         previous = query.added.get(index)
         if previous is not None:
             old = self._example(previous)
             example = dataclasses.replace(old, image=image, label=label, thumbnail=None)
             self._commit([], [source], replaced={old.id: example})
         else:
-            example = Example(self._new_id(), f"{name} (corrected)", image, label, source, index, "correction",
-                              query.id)
+            example = Example(
+                self._new_id(), f"{name} (corrected)", image, label, source, index, "correction", query.id
+            )
             self._commit([example], [source])
         query.source = source
         query.added[index] = example.id
@@ -592,8 +630,9 @@ class Session:
                 io.write_array(labels / f"{stem}.png", label.astype(np.uint8 if label.max() <= 255 else np.uint16))
             else:
                 geometry = source.geometry
-                volume = np.zeros(geometry.canonical,
-                                  np.uint8 if max(int(e.label.max()) for e in members) <= 255 else np.uint16)
+                volume = np.zeros(
+                    geometry.canonical, np.uint8 if max(int(e.label.max()) for e in members) <= 255 else np.uint16
+                )
                 for e in members:
                     geometry.slice(volume, e.index)[...] = e.label
                 io.write_array(labels / f"{stem}{kind}", geometry.stored(volume), reference=geometry.reference)
@@ -628,24 +667,46 @@ class Session:
             if e.thumbnail is None or e.thumbnail[0] != legend_key:
                 turn = 1 if e.source.kind == "volume" else 0  # volume slices as the page shows them (_screen)
                 e.thumbnail = (legend_key, render.thumbnail(np.rot90(e.image, turn), np.rot90(e.label, turn), colours))
-            examples.append({
-                "id": e.id, "name": e.name, "origin": e.origin, "shape": list(e.label.shape),
-                "labels": [int(v) for v in np.unique(e.label) if v], "thumbnail": e.thumbnail[1],
-            })
-        queries = [{
-            "id": q.id, "name": q.name, "volume": q.volume, "shape": list(q.display.shape),
-            "slices": int(q.display.shape[q.geometry.axis]) if q.volume else 1,
-            "added": sorted(int(k) for k in q.added), "edited": sorted(int(k) for k in q.edits),
-        } for q in self.queries.values()]
+            examples.append(
+                {
+                    "id": e.id,
+                    "name": e.name,
+                    "origin": e.origin,
+                    "shape": list(e.label.shape),
+                    "labels": [int(v) for v in np.unique(e.label) if v],
+                    "thumbnail": e.thumbnail[1],
+                }
+            )
+        queries = [
+            {
+                "id": q.id,
+                "name": q.name,
+                "volume": q.volume,
+                "shape": list(q.display.shape),
+                "slices": int(q.display.shape[q.geometry.axis]) if q.volume else 1,
+                "added": sorted(int(k) for k in q.added),
+                "edited": sorted(int(k) for k in q.edits),
+            }
+            for q in self.queries.values()
+        ]
         return {
             "version": self.version,
-            "support": {"count": len(self.examples), "examples": examples,
-                        "label_values": list(self.label_values_of_support())},
-            "legend": [{"value": v, "name": overlay.label_name(v, tuple(colours)), "colour": render.hex_colour(c)}
-                       for v, c in colours.items()],
+            "support": {
+                "count": len(self.examples),
+                "examples": examples,
+                "label_values": list(self.label_values_of_support()),
+            },
+            "legend": [
+                {"value": v, "name": overlay.label_name(v, tuple(colours)), "colour": render.hex_colour(c)}
+                for v, c in colours.items()
+            ],
             "queries": queries,
-            "settings": {"axis": pp.axis_label(self.axis), "slices_per_volume": self.slices_per_volume,
-                         "model_size": list(self.segmenter.size), "accepted": list(ACCEPTED)},
+            "settings": {
+                "axis": pp.axis_label(self.axis),
+                "slices_per_volume": self.slices_per_volume,
+                "model_size": list(self.segmenter.size),
+                "accepted": list(ACCEPTED),
+            },
         }
 
     def view(self, query_id: int, index, options: Options, probability_label=None) -> dict:
@@ -657,9 +718,18 @@ class Session:
         image = self._screen(query, self._take(query, query.display, index))
         h, w = image.shape
         out = {
-            "query": query.id, "name": query.name, "slice": index, "width": w, "height": h,
-            "image": render.data_url(render.gray(image)), "version": self.version, "support_count": len(self.examples),
-            "probability": None, "prediction": None, "error": None, "labels": [],
+            "query": query.id,
+            "name": query.name,
+            "slice": index,
+            "width": w,
+            "height": h,
+            "image": render.data_url(render.gray(image)),
+            "version": self.version,
+            "support_count": len(self.examples),
+            "probability": None,
+            "prediction": None,
+            "error": None,
+            "labels": [],
             "edits": _b64(self._screen(query, query.edits[index])) if index in query.edits else None,
             "added": index in query.added,
         }
@@ -685,8 +755,10 @@ class Session:
         out.update(
             probability=render.data_url(render.heat(shown)),
             prediction=_b64(prediction.astype(np.uint16)),
-            labels=[{"value": int(v), "name": overlay.label_name(v, values), "pixels": int((prediction == v).sum())}
-                    for v in values],
+            labels=[
+                {"value": int(v), "name": overlay.label_name(v, values), "pixels": int((prediction == v).sum())}
+                for v in values
+            ],
         )
         return out
 

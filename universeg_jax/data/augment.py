@@ -70,8 +70,7 @@ def _clip(image: jax.Array) -> jax.Array:
 
 def _grid(h: int, w: int) -> jax.Array:
     """``(2, H, W)`` pixel coordinates (row, column)."""
-    return jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                                  indexing="ij"))
+    return jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"))
 
 
 def warp_pair(image: jax.Array, label: jax.Array, coords: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -346,8 +345,9 @@ class Augmenter:
                 raise ValueError(f"{what} {name}: probability p={p} must lie in [0, 1]")
             allowed = set(inspect.signature(fn).parameters) - {"key", "coords", "image", "label"}
             if set(params) - allowed:
-                raise ValueError(f"{what} {name}: bad parameters {sorted(set(params) - allowed)}; "
-                                 f"it takes {sorted(allowed)}")
+                raise ValueError(
+                    f"{what} {name}: bad parameters {sorted(set(params) - allowed)}; it takes {sorted(allowed)}"
+                )
             arrays = (jax.ShapeDtypeStruct((2, 8, 8), jnp.float32),) if name in SPATIAL else (dummy, dummy)
             try:
                 jax.eval_shape(lambda k, *xs: fn(k, *xs, **params), jax.random.key(0), *arrays)  # noqa: B023
@@ -398,8 +398,10 @@ class EpisodeAugmenter:
 
     def __init__(self, in_task: Mapping | None, task: Mapping | None, seed: int, synthetic_share: float = 0.0):
         if not 0.0 <= synthetic_share <= 1.0:
-            raise ValueError(f"data.synthetic_share must lie in [0, 1] (the share of episodes generated on the "
-                             f"device), got {synthetic_share!r}")
+            raise ValueError(
+                f"data.synthetic_share must lie in [0, 1] (the share of episodes generated on the "
+                f"device), got {synthetic_share!r}"
+            )
         self.in_task = Augmenter(in_task, shared=False)
         self.task = Augmenter(task, shared=True)
         self.seed = int(seed)

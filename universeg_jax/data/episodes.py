@@ -63,8 +63,10 @@ def task_probabilities(tasks: Sequence, dataset_weights=None, task_weights=None)
     dataset_weights = parse_weights(dataset_weights, what="data.dataset_weights")
     task_weights = parse_weights(task_weights, what="data.task_weights")
     datasets = {t.dataset for t in tasks}
-    for name, table in (("data.dataset_weights", set(dataset_weights) - datasets),
-                        ("data.task_weights", set(task_weights) - {t.id for t in tasks})):
+    for name, table in (
+        ("data.dataset_weights", set(dataset_weights) - datasets),
+        ("data.task_weights", set(task_weights) - {t.id for t in tasks}),
+    ):
         if table:
             raise ValueError(f"{name} names {sorted(table)}, which are not among the training tasks")
     per_task = np.array([task_weights.get(t.id, 1.0) for t in tasks], np.float64)
@@ -72,8 +74,10 @@ def task_probabilities(tasks: Sequence, dataset_weights=None, task_weights=None)
     for task, weight in zip(tasks, per_task):
         mass[task.dataset] += weight
     probs = np.array(
-        [dataset_weights.get(t.dataset, 1.0) * w / mass[t.dataset] if mass[t.dataset] > 0 else 0.0
-         for t, w in zip(tasks, per_task)]
+        [
+            dataset_weights.get(t.dataset, 1.0) * w / mass[t.dataset] if mass[t.dataset] > 0 else 0.0
+            for t, w in zip(tasks, per_task)
+        ]
     )
     if probs.sum() <= 0:
         raise ValueError("data.dataset_weights / data.task_weights give every training task weight 0")
@@ -90,8 +94,9 @@ def usable_tasks(tasks: Sequence, support_size: int, repeat_subjects: bool = Fal
     need = 2 if repeat_subjects else support_size + 1
     keep = [t for t in tasks if len(set(t.subjects)) >= need]
     if len(keep) < len(tasks):
-        logging.warning("%d of %d tasks have fewer than %d subjects and are not sampled",
-                        len(tasks) - len(keep), len(tasks), need)
+        logging.warning(
+            "%d of %d tasks have fewer than %d subjects and are not sampled", len(tasks) - len(keep), len(tasks), need
+        )
     for dataset in sorted({t.dataset for t in tasks} - {t.dataset for t in keep}):
         largest = max(len(set(t.subjects)) for t in tasks if t.dataset == dataset)
         raise ValueError(
@@ -112,8 +117,9 @@ class EpisodeSampler:
     support.
     """
 
-    def __init__(self, store, tasks: Sequence, support_size: int, probabilities: np.ndarray,
-                 repeat_subjects: bool = False):
+    def __init__(
+        self, store, tasks: Sequence, support_size: int, probabilities: np.ndarray, repeat_subjects: bool = False
+    ):
         self.store = store
         self.tasks = list(tasks)
         self.support_size = support_size
@@ -170,8 +176,9 @@ def episode_batches(
     if batch_size % process_count:
         raise ValueError(f"batch size {batch_size} must be divisible by the number of processes {process_count}")
     tasks = usable_tasks(store.tasks, support_size, repeat_subjects)
-    sampler = EpisodeSampler(store, tasks, support_size, task_probabilities(tasks, dataset_weights, task_weights),
-                             repeat_subjects)
+    sampler = EpisodeSampler(
+        store, tasks, support_size, task_probabilities(tasks, dataset_weights, task_weights), repeat_subjects
+    )
     local = batch_size // process_count
     return (
         grain.MapDataset.range(MAX_EPISODES)

@@ -34,8 +34,9 @@ def synthesize_task(key: jax.Array, n: int, h: int, w: int) -> tuple[jax.Array, 
     means = jax.random.uniform(keys[3], (MAX_LABELS,))
     textures = jax.random.uniform(keys[4], (MAX_LABELS,), maxval=0.15)
 
-    fields = ((1 - fineness) * _smooth_noise(keys[5], (n, MAX_LABELS), COARSE, h, w)
-              + fineness * _smooth_noise(keys[6], (n, MAX_LABELS), FINE, h, w))
+    fields = (1 - fineness) * _smooth_noise(keys[5], (n, MAX_LABELS), COARSE, h, w) + fineness * _smooth_noise(
+        keys[6], (n, MAX_LABELS), FINE, h, w
+    )
     present = jnp.arange(MAX_LABELS)[None, :, None, None] < labels_in_task
     label_map = jnp.argmax(jnp.where(present, fields, -jnp.inf), axis=1)  # (n, h, w)
 

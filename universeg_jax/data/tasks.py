@@ -95,16 +95,21 @@ class PreparedDataset:
 
         source = tfds.builder_from_directory(self.path).as_data_source(split="train")
         if len(source) != len(self):
-            raise ValueError(f"{self.path} holds {len(source)} examples but its {INDEX_FILE} lists {len(self)}; "
-                             f"rebuild dataset {self.name!r}")
+            raise ValueError(
+                f"{self.path} holds {len(source)} examples but its {INDEX_FILE} lists {len(self)}; "
+                f"rebuild dataset {self.name!r}"
+            )
         logging.info("packing %d examples of %s into %s", len(self), self.name, target)
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".packing-", dir=target.parent))
         try:
             first = source[0]
-            arrays = {name: np.lib.format.open_memmap(scratch / f"{name}.npy", "w+", np.uint8,
-                                                      (len(self),) + np.shape(first[feature]))
-                      for name, feature in PACKED_ARRAYS.items()}
+            arrays = {
+                name: np.lib.format.open_memmap(
+                    scratch / f"{name}.npy", "w+", np.uint8, (len(self),) + np.shape(first[feature])
+                )
+                for name, feature in PACKED_ARRAYS.items()
+            }
             for index in range(len(self)):
                 example = source[index]
                 for name, feature in PACKED_ARRAYS.items():
@@ -186,8 +191,7 @@ class TaskStore:
         position, first = self._locate(indices[0])
         local = np.asarray(indices, np.int64) - (int(indices[0]) - first)
         if local.min() < 0 or local.max() >= len(self._datasets[position]):
-            raise ValueError(f"examples {list(indices)} do not all belong to dataset "
-                             f"{self._datasets[position].name!r}")
+            raise ValueError(f"examples {list(indices)} do not all belong to dataset {self._datasets[position].name!r}")
         images, labels = self._packed(position)
         return images[local], labels[local]
 
@@ -197,8 +201,9 @@ class TaskStore:
             folder = dataset.packed_dir
             arrays = tuple(np.load(folder / f"{name}.npy", mmap_mode="r") for name in PACKED_ARRAYS)
             if any(len(a) != len(dataset) for a in arrays):
-                raise ValueError(f"the packed copy {folder} does not match {dataset.path}: delete {folder} to "
-                                 "repack it")
+                raise ValueError(
+                    f"the packed copy {folder} does not match {dataset.path}: delete {folder} to repack it"
+                )
             self._arrays[position] = arrays
         return self._arrays[position]
 
@@ -284,8 +289,9 @@ def open_training_stores(datasets, held_out, data_dir: str = "", *, size: int = 
     held_out_names = dataset_names(held_out)
     names = tuple(dict.fromkeys(dataset_names(datasets) + held_out_names))
     if not set(names) - set(held_out_names):
-        raise ValueError(f"config data.datasets={datasets!r} leaves no dataset to train on "
-                         f"after removing data.held_out={held_out!r}")
+        raise ValueError(
+            f"config data.datasets={datasets!r} leaves no dataset to train on after removing data.held_out={held_out!r}"
+        )
     root = epath.Path(data_dir) if data_dir else default_data_dir()
     known = set(EMBEDDED_DATASETS) | ({p.name for p in root.iterdir() if p.is_dir()} if root.exists() else set())
     unknown = sorted(n for n in names if n.partition("/")[0] not in known)  # "name/config" names a TFDS config
@@ -346,17 +352,24 @@ def built_sizes(datasets, data_dir=None) -> list[int]:
     """The sizes at which every one of ``datasets`` is built (a ``name/config`` entry is built or not at all)."""
     data_dir = epath.Path(data_dir).expanduser() if data_dir else default_data_dir()
     specs = [spec.partition("/") for spec in _names(datasets, "datasets")]
-    return [size for size in SIZES
-            if all(_find_built(data_dir, name, config or f"size{size}") for name, _, config in specs)]
+    return [
+        size for size in SIZES if all(_find_built(data_dir, name, config or f"size{size}") for name, _, config in specs)
+    ]
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m universeg_jax.data.tasks",
-                                     description="List the tasks of built datasets with their sizes.")
+    parser = argparse.ArgumentParser(
+        prog="python -m universeg_jax.data.tasks", description="List the tasks of built datasets with their sizes."
+    )
     parser.add_argument("datasets", nargs="+", help="dataset names, or name/config")
     parser.add_argument("--data_dir", help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    parser.add_argument("--size", type=int, default=None, choices=SIZES,
-                        help="image size of the build to read (default: every size all the datasets are built at)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        choices=SIZES,
+        help="image size of the build to read (default: every size all the datasets are built at)",
+    )
     args = parser.parse_args(argv)
     try:
         sizes = [args.size] if args.size else built_sizes(args.datasets, args.data_dir) or [SIZES[1]]
