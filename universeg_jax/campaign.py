@@ -166,7 +166,7 @@ def history_table(rows: list[dict]) -> str:
                     f"{row['step_from']:,}-{row['step_to']:,}",
                     f"{row['episodes']:,} ({row['episodes_total']:,})",
                     f"{row['wall_s'] / 60:.1f} min",
-                    cell(row.get("episodes_per_second")),
+                    "" if row.get("episodes_per_second") is None else f"{row['episodes_per_second']:.1f}",
                     "" if row.get("input_wait_fraction") is None else f"{100 * row['input_wait_fraction']:.1f}%",
                     row["stopped"],
                 ]
