@@ -3,14 +3,15 @@
 Each probe trains the recipe's ``probe`` preset (its data, augmentation and schedule at a 2-core CPU's size: width
 32, 64x64, support 8, 4 episodes per step) with one change, for the same number of steps, in its own process, one
 after the other, then evaluates it on the held-out suite with ``configs/evaluate.py:check`` (the fixed draw that
-tests/test_default_model.py recomputes: the same episodes for every probe). Two seeds of the unchanged recipe
-show how much of a difference is noise.
+tests/test_default_model.py recomputes: the same episodes for every probe) and, when ``$UNIVERSEG_JAX_MEGAMEDICAL``
+names the real MegaMedical files, on ``configs/evaluate.py:megamedical``. Two seeds of the unchanged recipe show
+how much of a difference is noise.
 
   python benchmarks/probe_recipe.py                                   # every probe, 1,000 steps each
   python benchmarks/probe_recipe.py --probes=recipe,lr_1e-3 --steps=300 --out=/tmp/probes.json
 
-Prints one row per probe (training minutes, episodes/s, last logged training loss, held-out Dice at support 16 on
-the fixed ``:check`` draw, per dataset and their mean) and the baselines' rows on the same episodes. Datasets are
+Prints one row per probe (training minutes, episodes/s, last logged training loss, held-out Dice on each preset's
+fixed draw at its largest support size, per dataset and their mean) and the baselines' rows on the same episodes. Datasets are
 built on first use into $TFDS_DATA_DIR.
 """
 
@@ -31,7 +32,6 @@ sys.path.insert(0, str(REPO))
 from configs import base  # noqa: E402
 
 SYNTHETIC = "synthetic_tasks/tasks2000_size64"
-CHECK_SUPPORT = 16  # the support size of configs/evaluate.py:check
 REAL = "real_synthetic_labels,mni152_tissue,bbbc007_nuclei,cells3d_nuclei"
 
 # The paper's task-augmentation probabilities (configs/base.py; the recipe halves them to 0.25).
@@ -60,8 +60,16 @@ PROBES = {
 }
 
 
+def evaluations() -> list[str]:
+    """The ``configs/evaluate.py`` presets every probe is evaluated on: ``check``, and ``megamedical`` when
+    ``$UNIVERSEG_JAX_MEGAMEDICAL`` names the real MegaMedical files."""
+    from configs import evaluate
+
+    return ["check"] + (["megamedical"] if evaluate.get_config("megamedical").manual_dir else [])
+
+
 def run_probe(name: str, overrides: dict, steps: int, workdir: Path) -> dict:
-    """Train one probe, then evaluate it with configs/evaluate.py:check; returns its row."""
+    """Train one probe, then evaluate it on every preset of :func:`evaluations`; returns its row."""
     flags = {"train.steps": steps, "train.eval_every": 0, "checkpoint.every": steps, **overrides}
     started = time.perf_counter()
     run(
@@ -70,28 +78,25 @@ def run_probe(name: str, overrides: dict, steps: int, workdir: Path) -> dict:
         name,
     )
     minutes = (time.perf_counter() - started) / 60
-    run(
-        [
-            sys.executable,
-            "-m",
-            "universeg_jax.main",
-            "--mode=evaluate",
-            "--config=configs/evaluate.py:check",
-            f"--workdir={workdir}",
-            f"--config.weights={workdir}",
-        ],
-        name,
-    )
+    dice = {}
+    for preset in evaluations():
+        run(
+            [
+                sys.executable,
+                "-m",
+                "universeg_jax.main",
+                "--mode=evaluate",
+                f"--config=configs/evaluate.py:{preset}",
+                f"--workdir={workdir}",
+                f"--config.weights={workdir}",
+                f"--config.output=evaluation/{preset}",
+            ],
+            name,
+        )
+        report = json.loads((workdir / "evaluation" / preset / "report.json").read_text())
+        dice[preset] = dice_at_largest_support(report["summary"])
     train = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in train if r["prefix"] == "train"]
-    summary = json.loads((workdir / "evaluation" / "report.json").read_text())["summary"]
-    dice = {
-        (r["method"], r["name"]): r["dice_mean"]
-        for r in summary
-        if r["experiment"] == "support_size"
-        and r["support_size"] == CHECK_SUPPORT
-        and r["scope"] in ("dataset", "datasets")
-    }
     return {
         "probe": name,
         "overrides": overrides,
@@ -99,11 +104,19 @@ def run_probe(name: str, overrides: dict, steps: int, workdir: Path) -> dict:
         "train_minutes": round(minutes, 2),
         "episodes_per_second": statistics.median(r["episodes_per_second"] for r in train),
         "train_loss_last": train[-1]["loss"],
-        "dice": {
-            method: {dataset: d for (m, dataset), d in dice.items() if m == method}
-            for method in sorted({m for m, _ in dice})
-        },
+        "dice": dice,
     }
+
+
+def dice_at_largest_support(summary: list[dict]) -> dict:
+    """method -> dataset (and "all", their mean) -> mean Dice at the report's largest support size."""
+    rows = [r for r in summary if r["experiment"] == "support_size" and r["scope"] in ("dataset", "datasets")]
+    support = max(r["support_size"] for r in rows)
+    dice = {}
+    for r in rows:
+        if r["support_size"] == support:
+            dice.setdefault(r["method"], {})[r["name"]] = r["dice_mean"]
+    return dice
 
 
 def run(command: list[str], name: str) -> None:
@@ -131,28 +144,33 @@ def main():
             rows.append(run_probe(name, PROBES[name], args.steps, Path(tmp) / name))
             print(
                 f"{name}: {rows[-1]['train_minutes']:.1f} min, mean held-out Dice "
-                f"{rows[-1]['dice']['universeg']['all']:.3f}",
+                f"{rows[-1]['dice']['check']['universeg']['all']:.3f}",
                 flush=True,
             )
             if args.out:  # after every probe: a run cut short keeps what it measured
                 Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
-    datasets = [d for d in rows[0]["dice"]["universeg"] if d != "all"]
     print(
-        f"\nHeld-out Dice at support {CHECK_SUPPORT} (configs/evaluate.py:check), {args.steps} steps per probe "
+        f"\nHeld-out Dice at each preset's largest support size (configs/evaluate.py), {args.steps} steps per probe "
         f"of configs/default_model.py:probe, {os.cpu_count()} CPUs:\n"
     )
-    print("| probe | train min | episodes/s | last train loss | mean over datasets | " + " | ".join(datasets) + " |")
-    print("|---" * (5 + len(datasets)) + "|")
+    columns = [(preset, d) for preset, methods in rows[0]["dice"].items() for d in methods["universeg"]]
+    print(
+        "| probe | train min | episodes/s | last train loss | "
+        + " | ".join(f"{preset}: {'mean' if d == 'all' else d}" for preset, d in columns)
+        + " |"
+    )
+    print("|---" * (4 + len(columns)) + "|")
     for row in rows:
         print(
             f"| {row['probe']} | {row['train_minutes']:.1f} | {row['episodes_per_second']:.1f} | "
-            f"{row['train_loss_last']:.3f} | {row['dice']['universeg']['all']:.3f} | "
-            + " | ".join(f"{row['dice']['universeg'][d]:.3f}" for d in datasets)
+            f"{row['train_loss_last']:.3f} | "
+            + " | ".join(f"{row['dice'][preset]['universeg'][d]:.3f}" for preset, d in columns)
             + " |"
         )
-    for method, dice in rows[0]["dice"].items():  # the baselines see the same episodes in every probe
+    for method in rows[0]["dice"]["check"]:  # the baselines see the same episodes in every probe
         if method != "universeg":
-            print(f"| *{method}* | | | | {dice['all']:.3f} | " + " | ".join(f"{dice[d]:.3f}" for d in datasets) + " |")
+            cells = [rows[0]["dice"][preset].get(method, {}).get(d) for preset, d in columns]
+            print(f"| *{method}* | | | | " + " | ".join("" if c is None else f"{c:.3f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":
