@@ -6,7 +6,7 @@ share of the step, and the input wait of a real run.
 
 Cases:
 
-* step cases (``cpu``, ``v1_*``): the jitted train step (on-device augmentation, forward, backward, Adam) on a
+* step cases (``cpu``, ``campaign``, ``v1_*``): the jitted train step (on-device augmentation, forward, backward, Adam) on a
   fixed random uint8 batch: the median over ``--steps`` steps after compilation, XLA's estimate of the step's
   memory (temporaries + arguments) and FLOPs, the achieved TFLOP/s and its share of the float32 matrix-product
   peak measured in the same case (``of_matmul_peak``; the first line names the CPU, ``cpu_info.py``);
@@ -52,6 +52,7 @@ STEP_CASES = {
     "v1_b1_s64": ("default", PAPER),
     "v1_b1_s64_remat": ("default", {**PAPER, "model.remat": True}),
     "v1_b4_s16": ("default", {"train.batch_size": 4, "data.support_size": 16}),
+    "campaign": ("campaign", {}),  # configs/campaign.py: the step every campaign leg runs
 }
 PIPELINE_CASES = {
     "pipeline_cpu": ("cpu", {}),
@@ -66,9 +67,10 @@ OTHER_CASES = {
 
 
 def make_config(preset, overrides):
-    from configs.base import get_config
+    """configs/base.py's ``preset``, or configs/campaign.py for ``"campaign"``, with ``overrides``."""
+    from configs import base, campaign
 
-    config = get_config(preset)
+    config = campaign.get_config() if preset == "campaign" else base.get_config(preset)
     config.update_from_flattened_dict(overrides)
     return config
 

@@ -137,7 +137,7 @@ def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
         eval_stores=stores,
     )
     assert (first["leg"], first["step_from"], first["step_to"], first["episodes"]) == (1, 0, 3, 6)
-    assert first["stopped"] == "steps" and first["episodes_per_second"] > 0
+    assert first["stopped"] == "steps" and first["episodes_per_second"] > 0 and first["gflops_per_second"] > 0
     # Round trip: the committed state is the workdir's last checkpoint, config included.
     assert sorted(p.name for p in (campaign_dir / "state").iterdir()) == ["checkpoints", "config.json"]
     assert_states_equal(state(work, 3), state(campaign_dir / "state", 3))
@@ -169,7 +169,13 @@ def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
     assert [row["leg"] for row in history] == [1, 2]
     assert history[0]["dice"]["check"]["intensity"] == history[1]["dice"]["check"]["intensity"]  # same draws
     table = (campaign_dir / "history.md").read_text()
-    assert "| 2 | " in table and "| 3-5 | " in table and "check: fake_held" in table and "| *intensity* |" in table
+    assert (
+        "| 2 | " in table
+        and "| 3-5 | " in table
+        and "| GFLOP/s |" in table
+        and "check: fake_held" in table
+        and "| *intensity* |" in table
+    )
     command = campaign.commit_command(campaign_dir, second)
     assert command[:3] == ["git", "commit", "-m"] and "campaign leg 2: steps 3-5" in command[3]
 

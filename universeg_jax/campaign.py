@@ -141,7 +141,18 @@ def history_table(rows: list[dict]) -> str:
             for dataset in methods.get(evaluate.MODEL_NAME, {}):
                 if (name, dataset) not in columns:
                     columns.append((name, dataset))
-    header = ["leg", "date (UTC)", "machine", "steps", "episodes", "wall", "episodes/s", "input wait", "stopped"]
+    header = [
+        "leg",
+        "date (UTC)",
+        "machine",
+        "steps",
+        "episodes",
+        "wall",
+        "episodes/s",
+        "GFLOP/s",
+        "input wait",
+        "stopped",
+    ]
     label = lambda name, dataset: f"{name}: {'mean' if dataset == 'all' else dataset}"
     lines = [
         "# Campaign history",
@@ -167,6 +178,7 @@ def history_table(rows: list[dict]) -> str:
                     f"{row['episodes']:,} ({row['episodes_total']:,})",
                     f"{row['wall_s'] / 60:.1f} min",
                     "" if row.get("episodes_per_second") is None else f"{row['episodes_per_second']:.1f}",
+                    "" if row.get("gflops_per_second") is None else f"{row['gflops_per_second']:.0f}",
                     "" if row.get("input_wait_fraction") is None else f"{100 * row['input_wait_fraction']:.1f}%",
                     row["stopped"],
                 ]
@@ -228,16 +240,21 @@ def machine() -> str:
 
 
 def leg_throughput(workdir: Path, after_step: int) -> dict:
-    """Median episodes/s and mean input-wait fraction of this leg's logged windows (the first, which includes
-    compilation, left out when there are others)."""
+    """Median episodes/s and achieved GFLOP/s (XLA's count of the step's FLOPs) and mean input-wait fraction of this
+    leg's logged windows (the first, which includes compilation, left out when there are others)."""
     path = workdir / "metrics.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     windows = [r for r in rows if r["prefix"] == "train" and r["step"] > after_step]
     windows = windows[1:] or windows
     if not windows:
-        return {"episodes_per_second": None, "input_wait_fraction": None}
+        return {"episodes_per_second": None, "gflops_per_second": None, "input_wait_fraction": None}
     return {
         "episodes_per_second": statistics.median(w["episodes_per_second"] for w in windows),
+        "gflops_per_second": (
+            statistics.median(w["tflops_per_device"] * 1e3 for w in windows)
+            if all("tflops_per_device" in w for w in windows)
+            else None
+        ),
         "input_wait_fraction": statistics.mean(w["input_wait_fraction"] for w in windows),
     }
 
