@@ -14,11 +14,16 @@ from universeg_jax.model import UniverSeg
 ROWS, COLS = 24, 20
 SPACING = (0.8, 0.7)  # row spacing, column spacing (mm)
 STEP = 2.5
+AXIAL = (1, 0, 0, 0, 1, 0)
 
 
-def write_series(folder, volume, *, series_uid=None, number=1, start=-10.0, skip=(), corrupt=None, seed=0):
-    """Write ``volume`` (slices, rows, cols) int16 as an axial CT series; returns the series UID."""
+def write_series(
+    folder, volume, *, series_uid=None, number=1, start=-10.0, skip=(), corrupt=None, seed=0, orientation=AXIAL
+):
+    """Write ``volume`` (slices, rows, cols) int16 as a CT series (axial unless ``orientation``, slices ``STEP``
+    apart along its normal); returns the series UID."""
     folder.mkdir(parents=True, exist_ok=True)
+    normal = np.cross(orientation[:3], orientation[3:])
     series_uid = series_uid or generate_uid()
     study, frame = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
     order = np.random.default_rng(seed).permutation(len(volume))  # files not in slice order
@@ -44,8 +49,8 @@ def write_series(folder, volume, *, series_uid=None, number=1, start=-10.0, skip
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", number, int(k) + 1
         ds.Manufacturer = "test"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [5.0, -3.0, start + STEP * k]
+        ds.ImageOrientationPatient = list(orientation)
+        ds.ImagePositionPatient = [float(v) for v in np.array([5.0, -3.0, start]) + normal * STEP * k]
         ds.PixelSpacing = list(SPACING)
         ds.SliceThickness = STEP
         ds.Rows, ds.Columns = volume.shape[1:]
@@ -96,6 +101,20 @@ def test_missing_slice_mixed_folder_and_corrupt_file(tmp_path):
     write_series(tmp_path / "bad", volume, corrupt="broken.dcm")
     with pytest.raises(ValueError, match="broken.dcm"):
         dicom.read_folder(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("orientation", [AXIAL, (0, 1, 0, 0, 0, -1), (-1, 0, 0, 0, 0, -1)])
+def test_builders_read_a_series_as_inference_does(orientation, tmp_path):
+    """One DICOM core: the MegaMedical builders' reader (a folder, files out of order, rescaled CT) gives the
+    inference's volume in the closest RAS orientation, for axial, sagittal and coronal series."""
+    from universeg_datasets.raw import formats
+
+    volume, _ = phantom()
+    write_series(tmp_path / "s", volume, orientation=orientation)
+    (series,) = dicom.read_folder(tmp_path / "s")
+    expected = np.asarray(nib.as_closest_canonical(series.image).dataobj)
+    assert expected.min() == volume.min() * 2.0 - 1024  # rescaled
+    np.testing.assert_array_equal(formats.read_dicom_series(tmp_path / "s", volumetric=True), expected)
 
 
 @pytest.fixture(scope="module")

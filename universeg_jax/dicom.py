@@ -13,6 +13,11 @@ objects) are set aside, and the images are grouped by SeriesInstanceUID; each se
 
 A file that claims to be DICOM (``.dcm`` or the ``DICM`` preamble) but cannot be parsed, or whose pixel data cannot
 be decoded, is an error naming the file: a series is never read with a slice silently left out.
+
+The steps every DICOM reader of the project shares (parse a file, rescale a slice, order slices along the normal,
+the RAS affine of the slice geometry) are the functions ``read_file``, ``rescaled_pixels``, ``slice_normal``,
+``position_order`` and ``ras_affine``; the MegaMedical builders (``universeg_datasets.raw.formats``) read their
+series through them, with their own file search, InstanceNumber order and defaults for missing tags.
 """
 
 from __future__ import annotations
@@ -80,13 +85,50 @@ class Series:
         return np.transpose(volume.reshape(self.shape[:3]), (2, 1, 0))
 
 
-def _read_file(path: Path):
+def read_file(path):
+    """One DICOM file parsed by pydicom; a file it cannot parse is an error naming it."""
     import pydicom
 
     try:
         return pydicom.dcmread(path)
     except Exception as err:
         raise ValueError(f"cannot read DICOM file {path}: {err}") from None
+
+
+def rescaled_pixels(path, ds) -> np.ndarray:
+    """The decoded pixel data of one slice as float32, rescaled by its RescaleSlope and RescaleIntercept (1 and 0
+    when absent or zero): Hounsfield units for CT. Pixel data that cannot be decoded is an error naming the file."""
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:
+        raise ValueError(f"cannot decode the pixel data of DICOM file {path}: {err}") from None
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def slice_normal(orientation) -> np.ndarray:
+    """The slice normal (row direction x column direction) of an ImageOrientationPatient."""
+    orientation = np.asarray(orientation, np.float64)
+    return np.cross(orientation[:3], orientation[3:])
+
+
+def position_order(positions, normal) -> np.ndarray:
+    """Indices that sort slices by their ImagePositionPatient along ``normal``; ties keep the given order."""
+    return np.argsort(np.asarray(positions, np.float64) @ normal, kind="stable")
+
+
+def ras_affine(orientation, spacing, step, origin) -> np.ndarray:
+    """The RAS affine of slices laid out ``(columns, rows, slices)``: ``spacing`` is the PixelSpacing (row spacing,
+    column spacing), ``step`` the world vector from one slice to the next, ``origin`` the first slice's position
+    (DICOM positions are LPS; NIfTI's world is RAS)."""
+    orientation = np.asarray(orientation, np.float64)
+    lps = np.eye(4)
+    lps[:3, 0] = orientation[:3] * spacing[1]  # along a row: column index increases, column spacing
+    lps[:3, 1] = orientation[3:] * spacing[0]  # down a column: row index increases, row spacing
+    lps[:3, 2] = step
+    lps[:3, 3] = origin
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
 def read_folder(folder, *, what: str = "DICOM folder") -> list[Series]:
@@ -99,7 +141,7 @@ def read_folder(folder, *, what: str = "DICOM folder") -> list[Series]:
     groups: dict[str, list] = {}
     skipped = []
     for path in files:
-        ds = _read_file(path)
+        ds = read_file(path)
         sop_class = getattr(ds, "SOPClassUID", None) or getattr(
             getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None
         )
@@ -150,8 +192,7 @@ def _volume(items, uid: str, name: str, folder: Path) -> Series:
     first_path, first = items[0]
     orientation = _floats(first, "ImageOrientationPatient", 6, first_path)
     spacing = _floats(first, "PixelSpacing", 2, first_path)
-    row_dir, col_dir = orientation[:3], orientation[3:]
-    normal = np.cross(row_dir, col_dir)
+    normal = slice_normal(orientation)
     shape = (int(first.Rows), int(first.Columns))
     positions = []
     for path, ds in items:
@@ -168,9 +209,9 @@ def _volume(items, uid: str, name: str, folder: Path) -> Series:
             )
         positions.append(_floats(ds, "ImagePositionPatient", 3, path))
     positions = np.array(positions)
+    order = position_order(positions, normal)
+    items, positions = [items[i] for i in order], positions[order]
     distance = positions @ normal
-    order = np.argsort(distance, kind="stable")
-    items, positions, distance = [items[i] for i in order], positions[order], distance[order]
     if len(items) > 1:
         steps = np.diff(distance)
         same = np.flatnonzero(steps < TOLERANCE * max(spacing.max(), 1.0))
@@ -201,29 +242,18 @@ def _volume(items, uid: str, name: str, folder: Path) -> Series:
 
     slices = []
     for path, ds in items:
-        try:
-            pixels = ds.pixel_array
-        except Exception as err:
-            raise ValueError(f"cannot decode the pixel data of DICOM file {path}: {err}") from None
+        pixels = rescaled_pixels(path, ds)
         if pixels.shape != shape:
             raise ValueError(
                 f"DICOM file {path} has pixel data of shape {pixels.shape}; expected {shape} "
                 "(multi-frame or colour images are not a series of slices)"
             )
-        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        slices.append(pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+        slices.append(pixels)
         del ds.PixelData  # the volume holds the voxels; the headers stay for DICOM SEG references
     volume = np.stack(slices, axis=-1).transpose(1, 0, 2)  # (columns, rows, slices)
-    lps = np.eye(4)
-    lps[:3, 0] = row_dir * spacing[1]  # along a row: column index increases, column spacing
-    lps[:3, 1] = col_dir * spacing[0]  # down a column: row index increases, row spacing
-    lps[:3, 2] = step
-    lps[:3, 3] = positions[0]
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS -> NIfTI RAS
     import nibabel as nib
 
-    image = nib.Nifti1Image(volume, affine)
+    image = nib.Nifti1Image(volume, ras_affine(orientation, spacing, step, positions[0]))
     image.header.set_xyzt_units("mm")
     return Series(uid, name, folder, image, [ds for _, ds in items], str(getattr(first, "SeriesDescription", "")))
 

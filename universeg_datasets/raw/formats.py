@@ -9,8 +9,9 @@ frames of a video.
 
 Volumes come back in the closest canonical (RAS) orientation when the format carries one (NIfTI, MetaImage,
 NRRD, DICOM), as ``(X, Y, Z)`` or ``(X, Y, Z, C)``; 2D images as ``(H, W)`` or ``(H, W, C)`` in file order.
-pydicom (a core dependency) and the libraries of the ``raw`` extra (pynrrd, h5py, av) are imported when a
-file needs them; a missing one fails with a message naming the extra.
+DICOM is parsed, rescaled and oriented by ``universeg_jax.dicom`` (pydicom, a core dependency), the code inference
+reads series with. The libraries of the ``raw`` extra (pynrrd, h5py, av) are imported when a file needs them; a
+missing one fails with a message naming the extra.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import nibabel as nib
 import numpy as np
 
 from universeg_datasets import readers
-from universeg_jax import io
+from universeg_jax import dicom, io
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr", ".dcm")
 EXTRA = 'pip install "universeg-jax[raw]"'
@@ -190,55 +191,44 @@ def read_dicom_series(files, volumetric: bool, *, order: str = "position") -> np
 
     Slices are sorted along the slice normal (``order="position"``, then reoriented to RAS) or by
     InstanceNumber (``order="instance"``, kept as ``(rows, columns, slices)``, for labels stored as separate
-    slice files in that order). A folder holding several series is an error naming them.
+    slice files in that order). A folder holding several series is an error naming them. Parsing, rescaling,
+    the position order and the affine are ``universeg_jax.dicom``'s (the inference's reader); unlike it, this
+    reader takes the files a release ships as they are: missing geometry tags get defaults (axial orientation,
+    1 mm pixels, origin 0), slices without positions fall back to InstanceNumber order, and uneven or tilted
+    slice positions are not checked.
     """
-    pydicom = optional_import("pydicom", "DICOM files")
     if isinstance(files, Path):
         folder = files
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
         if not files:
             raise FileNotFoundError(f"no DICOM files in folder {folder}")
-    slices = []
-    for path in files:
-        readers.require_file(path, "DICOM file")
-        try:
-            slices.append((path, pydicom.dcmread(str(path))))
-        except Exception as err:
-            raise ValueError(f"cannot read DICOM file {path}: {err}") from err
+    slices = [(path, dicom.read_file(readers.require_file(path, "DICOM file"))) for path in files]
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
     if len(series) > 1:
         raise ValueError(f"{files[0].parent} holds {len(series)} DICOM series; expected one: {sorted(series)}")
     if not volumetric:
         if len(slices) != 1:
             raise ValueError(f"expected one DICOM image, got {len(slices)} in {files[0].parent}")
-        return _checked(_pixels(*slices[0]), slices[0][0], volumetric=False)
+        return _checked(dicom.rescaled_pixels(*slices[0]), slices[0][0], volumetric=False)
     first = slices[0][1]
     orientation = np.asarray(getattr(first, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
-    normal = np.cross(orientation[:3], orientation[3:])
+    normal = dicom.slice_normal(orientation)
     if order == "position" and all(hasattr(ds, "ImagePositionPatient") for _, ds in slices):
-        slices.sort(key=lambda s: float(np.dot(normal, np.asarray(s[1].ImagePositionPatient, float))))
+        slices = [slices[i] for i in dicom.position_order([ds.ImagePositionPatient for _, ds in slices], normal)]
     else:
         slices.sort(key=lambda s: (int(getattr(s[1], "InstanceNumber", 0) or 0), s[0].name))
-    planes = [_pixels(path, ds) for path, ds in slices]
+    planes = [dicom.rescaled_pixels(path, ds) for path, ds in slices]
     shapes = {p.shape for p in planes}
     if len(shapes) != 1:
         raise ValueError(f"DICOM slices in {files[0].parent} have different sizes {sorted(shapes)}")
     array = np.stack(planes, axis=2)  # (rows, columns, slices)
     if order == "position":
-        row_step, col_step = (float(v) for v in getattr(first, "PixelSpacing", [1, 1]))
+        spacing = [float(v) for v in getattr(first, "PixelSpacing", [1, 1])]
         positions = [np.asarray(getattr(ds, "ImagePositionPatient", [0, 0, 0]), float) for _, ds in slices]
         gap = np.linalg.norm(positions[-1] - positions[0]) / max(len(positions) - 1, 1) or 1.0
-        directions = np.stack([orientation[3:] * row_step, orientation[:3] * col_step, normal * gap], axis=1)
-        array = canonical(array, LPS_TO_RAS @ _affine(directions, positions[0]))
+        affine = dicom.ras_affine(orientation, spacing, normal * gap, positions[0])
+        array = canonical(array, affine[:, [1, 0, 2, 3]])  # its first two axes swapped: the array is (rows, columns)
     return _checked(array, files[0].parent, volumetric)
-
-
-def _pixels(path: Path, ds) -> np.ndarray:
-    try:
-        pixels = ds.pixel_array.astype(np.float32)
-    except Exception as err:
-        raise ValueError(f"cannot decode the pixels of DICOM file {path}: {err}") from err
-    return pixels * float(getattr(ds, "RescaleSlope", 1) or 1) + float(getattr(ds, "RescaleIntercept", 0) or 0)
 
 
 # ---------------------------------------------------------------------------------------------- sources
