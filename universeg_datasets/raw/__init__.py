@@ -1,7 +1,7 @@
 """Raw MegaMedical builders: the module of every builder (imported on demand through the registry).
 
-One module per builder for the first datasets; the later ones are table entries of shared builders
-(``layout.define``), grouped by the reader family they need.
+Every builder is made by ``layout.define`` from a table row: one module per builder for the first datasets (a
+builder's module is recorded in its dataset_info.json), the later ones grouped by the reader family they need.
 """
 
 MSD_TASKS = ("brain_tumour", "heart", "liver", "hippocampus", "prostate", "lung", "pancreas", "hepatic_vessel",

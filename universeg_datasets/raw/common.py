@@ -1,7 +1,7 @@
 """What every raw-dataset builder shares: find the files, read and check them, standardise.
 
-A subclass says where its files are (``RAW_FOLDER`` inside the TFDS manual dir) and lists its
-image/label ``Pair``s; everything else (reading, size checks, slicing, binary tasks) happens here.
+A builder (made by ``layout.define``) says where its files are (``RAW_FOLDER`` inside the TFDS manual dir) and
+lists its image/label ``Pair``s; everything else (reading, size checks, slicing, binary tasks) happens here.
 """
 
 from __future__ import annotations
@@ -40,10 +40,17 @@ class Pair:
     threshold: float | None = None  # labels >= threshold are foreground (lossy JPEG masks), applied first
 
 
+# The release notes of the first volume builders (ACDC, KiTS19, OASIS, MSD).
+WHOLE_VOLUME_NOTES = {
+    "1.0.0": "First release.",
+    "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
+}
+
+
 class RawTaskBuilder(base.TaskBuilder, skip_registration=True):
-    """Base of the raw MegaMedical builders. Subclasses set ``RAW_FOLDER``, ``VOLUMETRIC``,
-    ``MANUAL_DOWNLOAD_INSTRUCTIONS`` and implement the classmethod ``_pairs(root)``, which only lists files
-    (the presence check calls it without building)."""
+    """Base of the raw MegaMedical builders, which ``layout.define`` makes: it sets ``RAW_FOLDER``, ``VOLUMETRIC``,
+    ``MANUAL_DOWNLOAD_INSTRUCTIONS`` and the classmethod ``_pairs(root)``, which only lists files (the presence
+    check calls it without building)."""
 
     RAW_FOLDER = ""
     VOLUMETRIC = False

@@ -5,8 +5,9 @@ A ``Layout`` names files with templates relative to the dataset's folder in the 
 ``fields`` gives another regular expression), ``*`` a wildcard. Every file matching the image template is one
 image; its label templates are filled with the same fields. A label template with ``*`` names all the files
 it matches (merged, e.g. one mask per nucleus). A template ending in ``/`` names a folder (a DICOM series,
-a folder of label slices), read through the layout's ``reader``/``label_reader``. ``define`` turns a table entry into a registered TFDS
-builder whose ``MANUAL_DOWNLOAD_INSTRUCTIONS`` list the same templates.
+a folder of label slices), read through the layout's ``reader``/``label_reader``. ``define`` turns a table entry
+into a registered TFDS builder whose ``MANUAL_DOWNLOAD_INSTRUCTIONS`` list the same templates; every raw builder is
+made by it (a release templates cannot describe gives a function listing its pairs instead).
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def list_files(root: Path) -> list[str]:
 
 
 class LayoutBuilder(RawTaskBuilder, skip_registration=True):
-    """A raw builder described by ``LAYOUTS`` (see ``define``)."""
+    """The class ``define`` makes: its files are found by ``LAYOUTS``, unless ``define`` was given ``pairs``."""
 
     LAYOUTS: tuple[Layout, ...] = ()
 
@@ -218,18 +219,25 @@ def define(
     folder: str,
     url: str,
     layouts=(),
+    pairs: Callable[[Path], list[Pair]] | None = None,
+    source_metadata: Callable[[Path], dict] | None = None,
     volumetric: bool = False,
     note: str = "",
     doc: str = "",
     layout_text: str = "",
-    base: type = LayoutBuilder,
     release_notes: dict[str, str] | None = None,
 ) -> type:
-    """Create and register the builder ``name`` in module ``namespace`` (its ``globals()``).
+    """Create and register the builder ``name`` in module ``namespace`` (its ``globals()``): every raw builder is
+    one call of this, a row of its module's table.
 
-    A dataset released as stacks of 2D slices (a layout with ``stack``) is cut along the stacking axis only: its
-    other axes are not images of the release (LGG's 20-odd slices would give 256x20 views). ``release_notes``:
-    ``{version: note}``, the last one the builder's version (default 1.0.0).
+    The builder finds its files through ``layouts``; a release that templates cannot describe (files holding many
+    examples, labels that are not files, a choice of annotators) gives instead ``pairs(root) -> [Pair]``, which only
+    lists files (``build raw --list`` calls it). ``layout_text`` replaces the template lines of the download
+    instructions (example file names; a builder with ``pairs`` needs it). ``source_metadata(root)``: what the build
+    records about the files it found, in metadata.json. A dataset released as stacks of 2D slices (a layout with
+    ``stack``) is cut along the stacking axis only: its other axes are not images of the release (LGG's 20-odd
+    slices would give 256x20 views). ``release_notes``: ``{version: note}``, the last one the builder's version
+    (default 1.0.0).
     """
     text = layout_text or "\n".join(layout.describe(folder) for layout in layouts)
     attributes = {
@@ -242,11 +250,15 @@ def define(
         "LAYOUTS": tuple(layouts),
         "MANUAL_DOWNLOAD_INSTRUCTIONS": manual_instructions(url, text, note),
     }
+    if pairs is not None:
+        attributes["_pairs"] = staticmethod(pairs)
+    if source_metadata is not None:
+        attributes["_source_metadata"] = staticmethod(source_metadata)
     if any(layout.stack for layout in layouts):
         attributes["AXES"] = (formats.STACK_AXIS,)
     if release_notes:
         attributes["RELEASE_NOTES"] = release_notes
         attributes["VERSION"] = tfds.core.Version(list(release_notes)[-1])
-    cls = type("".join(part.capitalize() for part in name.split("_")), (base,), attributes)
+    cls = type("".join(part.capitalize() for part in name.split("_")), (LayoutBuilder,), attributes)
     namespace[cls.__name__] = cls
     return cls

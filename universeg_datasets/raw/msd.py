@@ -7,45 +7,41 @@ Each task folder has ``imagesTr``, ``labelsTr`` and a ``dataset.json`` naming th
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-import tensorflow_datasets as tfds
-
-from universeg_datasets.raw.common import Pair, RawTaskBuilder, files, label_path, manual_instructions
+from universeg_datasets.raw.common import WHOLE_VOLUME_NOTES, Pair, files, label_path
+from universeg_datasets.raw.layout import define
 from universeg_datasets.readers import require_file
 
 HOMEPAGE = "http://medicaldecathlon.com/"
+RELEASE_NOTES = {
+    **WHOLE_VOLUME_NOTES,
+    "1.2.0": "Modality and label names lower-case like every other builder's (msd_hippocampus/mri/anterior/0; was: "
+    "the capitalisation of dataset.json, msd_hippocampus/MRI/Anterior/0).",
+}
+# builder -> (task folder, description)
+TASKS = {
+    "msd_brain_tumour": ("Task01_BrainTumour", "MSD Task01: brain tumour (glioma) in multi-parametric MRI."),
+    "msd_heart": ("Task02_Heart", "MSD Task02: left atrium in MRI."),
+    "msd_liver": ("Task03_Liver", "MSD Task03: liver and liver tumour in CT."),
+    "msd_hippocampus": ("Task04_Hippocampus", "MSD Task04: anterior and posterior hippocampus in MRI."),
+    "msd_prostate": ("Task05_Prostate", "MSD Task05: prostate peripheral and transition zones in T2 and ADC MRI."),
+    "msd_lung": ("Task06_Lung", "MSD Task06: lung tumours in CT."),
+    "msd_pancreas": ("Task07_Pancreas", "MSD Task07: pancreas and pancreatic tumour in CT."),
+    "msd_hepatic_vessel": ("Task08_HepaticVessel", "MSD Task08: hepatic vessels and tumour in CT."),
+    "msd_spleen": ("Task09_Spleen", "MSD Task09: spleen in CT."),
+    "msd_colon": ("Task10_Colon", "MSD Task10: colon cancer in CT."),
+}
 
 
-class MsdTask(RawTaskBuilder, skip_registration=True):
-    """Base of the MSD builders: subclasses set ``RAW_FOLDER`` (e.g. ``Task04_Hippocampus``)."""
-
-    VERSION = tfds.core.Version("1.2.0")
-    RELEASE_NOTES = {
-        "1.0.0": "First release.",
-        "1.1.0": "Volume slices are normalised with the intensity range of their whole volume, as inference does (was: each slice on its own).",
-        "1.2.0": "Modality and label names lower-case like every other builder's (msd_hippocampus/mri/anterior/0; was: "
-        "the capitalisation of dataset.json, msd_hippocampus/MRI/Anterior/0).",
-    }
-
-    VOLUMETRIC = True
-    HOMEPAGE = HOMEPAGE
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls.MANUAL_DOWNLOAD_INSTRUCTIONS = manual_instructions(
-            HOMEPAGE,
-            f"  {cls.RAW_FOLDER}/dataset.json\n"
-            f"  {cls.RAW_FOLDER}/imagesTr/<case>.nii.gz ...   {cls.RAW_FOLDER}/labelsTr/<case>.nii.gz ...",
-        )
-
-    @classmethod
-    def _pairs(cls, root):
-        modalities, label_values = read_dataset_json(root / "dataset.json")
-        pairs = []
-        for image in files(root / "imagesTr", "*.nii.gz"):
-            label = label_path(image, root / "labelsTr" / image.name)
-            pairs.append(Pair(image.name[: -len(".nii.gz")], image, (label,), modalities, label_values))
-        return pairs
+def task_pairs(root: Path) -> list[Pair]:
+    """Every training image of a task folder with its label; channels and labels named by its dataset.json."""
+    modalities, label_values = read_dataset_json(root / "dataset.json")
+    pairs = []
+    for image in files(root / "imagesTr", "*.nii.gz"):
+        label = label_path(image, root / "labelsTr" / image.name)
+        pairs.append(Pair(image.name[: -len(".nii.gz")], image, (label,), modalities, label_values))
+    return pairs
 
 
 def read_dataset_json(path) -> tuple[tuple[str, ...], dict[str, int]]:
@@ -61,61 +57,16 @@ def read_dataset_json(path) -> tuple[tuple[str, ...], dict[str, int]]:
     return modalities, labels
 
 
-class MsdBrainTumour(MsdTask):
-    """MSD Task01: brain tumour (glioma) in multi-parametric MRI."""
-
-    RAW_FOLDER = "Task01_BrainTumour"
-
-
-class MsdHeart(MsdTask):
-    """MSD Task02: left atrium in MRI."""
-
-    RAW_FOLDER = "Task02_Heart"
-
-
-class MsdLiver(MsdTask):
-    """MSD Task03: liver and liver tumour in CT."""
-
-    RAW_FOLDER = "Task03_Liver"
-
-
-class MsdHippocampus(MsdTask):
-    """MSD Task04: anterior and posterior hippocampus in MRI."""
-
-    RAW_FOLDER = "Task04_Hippocampus"
-
-
-class MsdProstate(MsdTask):
-    """MSD Task05: prostate peripheral and transition zones in T2 and ADC MRI."""
-
-    RAW_FOLDER = "Task05_Prostate"
-
-
-class MsdLung(MsdTask):
-    """MSD Task06: lung tumours in CT."""
-
-    RAW_FOLDER = "Task06_Lung"
-
-
-class MsdPancreas(MsdTask):
-    """MSD Task07: pancreas and pancreatic tumour in CT."""
-
-    RAW_FOLDER = "Task07_Pancreas"
-
-
-class MsdHepaticVessel(MsdTask):
-    """MSD Task08: hepatic vessels and tumour in CT."""
-
-    RAW_FOLDER = "Task08_HepaticVessel"
-
-
-class MsdSpleen(MsdTask):
-    """MSD Task09: spleen in CT."""
-
-    RAW_FOLDER = "Task09_Spleen"
-
-
-class MsdColon(MsdTask):
-    """MSD Task10: colon cancer in CT."""
-
-    RAW_FOLDER = "Task10_Colon"
+for _name, (_folder, _doc) in TASKS.items():
+    define(
+        globals(),
+        _name,
+        folder=_folder,
+        url=HOMEPAGE,
+        doc=_doc,
+        volumetric=True,
+        pairs=task_pairs,
+        layout_text=f"  {_folder}/dataset.json\n"
+        f"  {_folder}/imagesTr/<case>.nii.gz ...   {_folder}/labelsTr/<case>.nii.gz ...",
+        release_notes=RELEASE_NOTES,
+    )
