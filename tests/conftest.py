@@ -1,7 +1,11 @@
-"""Test set-up: JAX on CPU, deterministic and quiet; an in-memory TaskStore for the training tests."""
+"""Test set-up: JAX on CPU, deterministic and quiet; an in-memory TaskStore for the training tests; the small model,
+``segment`` options and worker processes the command and training tests share."""
 
 import dataclasses
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -9,6 +13,9 @@ import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--size", "32", "32", "--quiet"]  # the ``segment`` options of every command test: 32x32, no progress
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -18,6 +25,50 @@ def isolated_data_and_cache(tmp_path_factory):
     for name, folder in (("TFDS_DATA_DIR", "tensorflow_datasets"), ("UNIVERSEG_JAX_CACHE", "universeg_jax")):
         os.environ[name] = str(root / folder)
     yield
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A small random-weight model (encoder (8, 8)) as a .safetensors file, for the command tests' ``--weights``."""
+    from flax import nnx
+
+    from universeg_jax import weights
+    from universeg_jax.model import UniverSeg
+
+    return weights.save(UniverSeg((8, 8), rngs=nnx.Rngs(0)), tmp_path_factory.mktemp("w") / "small.safetensors")
+
+
+def segment_options(images, labels, query, out, weights, *extra) -> list[str]:
+    """The options of ``universeg-jax segment`` for one support set, query and output folder, with ``SMALL`` and
+    ``extra`` appended."""
+    paths = (
+        "--support-images",
+        images,
+        "--support-labels",
+        labels,
+        "--query",
+        query,
+        "--out",
+        out,
+        "--weights",
+        weights,
+    )
+    return [str(a) for a in (*paths, *SMALL, *extra)]
+
+
+def start_script(script, *args) -> subprocess.Popen:
+    """``python script args`` from the repository root, on the CPU, in its own process group (as a job under a
+    scheduler), stdout and stderr in one text pipe."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

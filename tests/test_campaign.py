@@ -19,10 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.conftest import FakeTaskStore, tiny_config
+from tests.conftest import REPO, FakeTaskStore, start_script, tiny_config
 from universeg_jax import campaign, train
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def leg_config(**changes):
@@ -126,16 +124,20 @@ def test_max_seconds_stops_training_with_a_checkpoint(tmp_path):
 def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
     campaign_dir, work = tmp_path / "campaign", tmp_path / "work"
     evaluations, stores = {"check": check_evaluation()}, {"check": FakeTaskStore({"fake_held": 1}, seed=1)}
-    first = campaign.run_leg(
-        leg_config(),
-        campaign_dir,
-        budget_s=3600,
-        workdir=work,
-        max_steps=3,
-        evaluations=evaluations,
-        train_store=FakeTaskStore(),
-        eval_stores=stores,
-    )
+
+    def leg(max_steps):
+        return campaign.run_leg(
+            leg_config(),
+            campaign_dir,
+            budget_s=3600,
+            workdir=work,
+            max_steps=max_steps,
+            evaluations=evaluations,
+            train_store=FakeTaskStore(),
+            eval_stores=stores,
+        )
+
+    first = leg(3)
     assert (first["leg"], first["step_from"], first["step_to"], first["episodes"]) == (1, 0, 3, 6)
     assert first["stopped"] == "steps" and first["episodes_per_second"] > 0 and first["gflops_per_second"] > 0
     # Round trip: the committed state is the workdir's last checkpoint, config included.
@@ -150,16 +152,7 @@ def test_legs_add_up_to_one_run_and_the_history_records_them(tmp_path):
     import shutil
 
     shutil.rmtree(work)
-    second = campaign.run_leg(
-        leg_config(),
-        campaign_dir,
-        budget_s=3600,
-        workdir=work,
-        max_steps=5,
-        evaluations=evaluations,
-        train_store=FakeTaskStore(),
-        eval_stores=stores,
-    )
+    second = leg(5)
     assert (second["leg"], second["step_from"], second["step_to"], second["episodes_total"]) == (2, 3, 5, 10)
     reference = tmp_path / "reference"
     train.train(leg_config(**{"train.steps": 5}), str(reference), train_store=FakeTaskStore())
@@ -203,16 +196,7 @@ def test_a_killed_leg_is_continued_from_its_workdir_and_a_stray_state_is_refused
 
 
 def start_worker(campaign_dir, work, steps):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen(
-        [sys.executable, __file__, str(campaign_dir), str(work), str(steps)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return start_script(__file__, campaign_dir, work, steps)
 
 
 def test_sigterm_mid_leg_then_the_next_leg_continues_exactly(tmp_path):

@@ -13,20 +13,14 @@ import tifffile
 from flax import nnx
 from PIL import Image
 
+from tests.conftest import SMALL, segment_options
 from universeg_jax import cli, trained, weights
 from universeg_jax.model import UniverSeg
-
-SMALL = ["--size", "32", "32", "--quiet"]
 
 
 def package_dir(name):
     """Where an installed package's files are, without importing it (stardist's import is slow)."""
     return Path(find_spec(name).submodule_search_locations[0])
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    return weights.save(UniverSeg((8, 8), rngs=nnx.Rngs(0)), tmp_path_factory.mktemp("w") / "small.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +53,7 @@ def run(*args):
 
 
 def nuclei_args(nuclei, out, weights_file, *extra):
-    return (
-        "--support-images",
-        nuclei / "img",
-        "--support-labels",
-        nuclei / "lab",
-        "--query",
-        nuclei / "query",
-        "--out",
-        out,
-        "--weights",
-        weights_file,
-        *SMALL,
-        *extra,
-    )
+    return segment_options(nuclei / "img", nuclei / "lab", nuclei / "query", out, weights_file, *extra)
 
 
 def test_help_explains_every_option():
@@ -125,22 +106,9 @@ def test_brain_volume_keeps_shape_affine_and_header(tmp_path, weights_file):
     query.write_bytes(image.read_bytes())
     out = tmp_path / "out"
     code = run(
-        "--support-images",
-        image,
-        "--support-labels",
-        mask,
-        "--query",
-        query,
-        "--out",
-        out,
-        "--weights",
-        weights_file,
-        "--axis",
-        "1",
-        "--slices-per-volume",
-        "4",
-        "--probabilities",
-        *SMALL,
+        *segment_options(
+            image, mask, query, out, weights_file, "--axis", "1", "--slices-per-volume", "4", "--probabilities"
+        )
     )
     assert code == 0
     source, result = nib.load(query), nib.load(out / "subject.nii.gz")
@@ -161,23 +129,7 @@ def test_2d_nifti_query_with_brain_slices(tmp_path, weights_file):
     query = tmp_path / "slice.nii"
     nib.save(nib.Nifti1Image(slice2d, source.affine), query)
     out = tmp_path / "out"
-    assert (
-        run(
-            "--support-images",
-            image,
-            "--support-labels",
-            mask,
-            "--query",
-            query,
-            "--out",
-            out,
-            "--weights",
-            weights_file,
-            "--no-overlays",
-            *SMALL,
-        )
-        == 0
-    )
+    assert run(*segment_options(image, mask, query, out, weights_file, "--no-overlays")) == 0
     result = nib.load(out / "slice.nii")
     assert result.shape == (116, 150)
     np.testing.assert_allclose(result.affine, source.affine)
@@ -195,25 +147,8 @@ def test_multi_label_png(tmp_path, weights_file):
         Image.fromarray(label).save(tmp_path / "lab" / f"{k}.png")
     Image.fromarray((rng.random((60, 50)) * 255).astype(np.uint8)).save(tmp_path / "q" / "new.png")
     out = tmp_path / "out"
-    assert (
-        run(
-            "--support-images",
-            tmp_path / "img",
-            "--support-labels",
-            tmp_path / "lab",
-            "--query",
-            tmp_path / "q",
-            "--out",
-            out,
-            "--weights",
-            weights_file,
-            "--probabilities",
-            "--threshold",
-            "0.2",
-            *SMALL,
-        )
-        == 0
-    )
+    options = segment_options(tmp_path / "img", tmp_path / "lab", tmp_path / "q", out, weights_file, "--probabilities")
+    assert run(*options, "--threshold", "0.2") == 0
     mask = np.asarray(Image.open(out / "new.png"))
     assert mask.shape == (60, 50) and set(np.unique(mask)) <= {0, 3, 7}
     assert tifffile.imread(out / "new_probabilities.tif").shape == (2, 60, 50)  # one page per label
@@ -266,7 +201,7 @@ def test_corrupt_query_leaves_no_outputs(nuclei, tmp_path, weights_file, capsys)
     out.mkdir()
     (out / "keep.txt").write_text("earlier work")
     args = nuclei_args(nuclei, out, weights_file)
-    args = args[:4] + ("--query", queries) + args[6:]
+    args = args[:4] + ["--query", queries] + args[6:]
     err = error_of(capsys, *args)
     assert "cannot read image" in err and "z.png" in err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]  # nothing new, no staging folder left
@@ -295,7 +230,7 @@ def test_bad_options_and_missing_weights(nuclei, tmp_path, weights_file, capsys,
     err = error_of(capsys, *nuclei_args(nuclei, out, tmp_path / "nothing.safetensors"))
     assert "neither a known name" in err
     monkeypatch.setattr(trained, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
-    args = [a for a in nuclei_args(nuclei, out, weights_file) if a not in ("--weights", weights_file)]
+    args = [a for a in nuclei_args(nuclei, out, weights_file) if a not in ("--weights", str(weights_file))]
     err = error_of(capsys, *args)
     assert "no default weights" in err and "--weights v1" in err
     assert not out.exists()

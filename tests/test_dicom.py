@@ -4,12 +4,11 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from flax import nnx
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from universeg_jax import cli, dicom, weights
-from universeg_jax.model import UniverSeg
+from tests.conftest import segment_options
+from universeg_jax import cli, dicom
 
 ROWS, COLS = 24, 20
 SPACING = (0.8, 0.7)  # row spacing, column spacing (mm)
@@ -117,11 +116,6 @@ def test_builders_read_a_series_as_inference_does(orientation, tmp_path):
     np.testing.assert_array_equal(formats.read_dicom_series(tmp_path / "s", volumetric=True), expected)
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    return weights.save(UniverSeg((8, 8), rngs=nnx.Rngs(0)), tmp_path_factory.mktemp("w") / "small.safetensors")
-
-
 def test_cli_segments_a_series_into_nifti_and_dicom_seg(tmp_path, weights_file):
     import highdicom as hd
 
@@ -132,28 +126,8 @@ def test_cli_segments_a_series_into_nifti_and_dicom_seg(tmp_path, weights_file):
     nib.save(nib.Nifti1Image(label.transpose(2, 1, 0), series.image.affine), tmp_path / "labels" / "case1.nii.gz")
     uid = write_series(tmp_path / "query" / "scan", phantom(6, seed=1)[0])
     out = tmp_path / "out"
-    code = cli.main(
-        [
-            "segment",
-            "--support-images",
-            str(tmp_path / "support"),
-            "--support-labels",
-            str(tmp_path / "labels"),
-            "--query",
-            str(tmp_path / "query"),
-            "--out",
-            str(out),
-            "--weights",
-            str(weights_file),
-            "--size",
-            "32",
-            "32",
-            "--quiet",
-            "--dicom-seg",
-            "--slices-per-volume",
-            "3",
-        ]
-    )
+    options = segment_options(tmp_path / "support", tmp_path / "labels", tmp_path / "query", out, weights_file)
+    code = cli.main(["segment", *options, "--dicom-seg", "--slices-per-volume", "3"])
     assert code == 0
     mask = nib.load(out / "scan.nii.gz")
     (query,) = dicom.read_folder(tmp_path / "query" / "scan")
@@ -185,23 +159,7 @@ def test_corrupt_series_leaves_no_outputs(tmp_path, weights_file, capsys):
     nib.save(nib.Nifti1Image(label.transpose(2, 1, 0), np.eye(4)), tmp_path / "lab" / "a.nii.gz")
     out = tmp_path / "out"
     code = cli.main(
-        [
-            "segment",
-            "--support-images",
-            str(tmp_path / "sup"),
-            "--support-labels",
-            str(tmp_path / "lab"),
-            "--query",
-            str(tmp_path / "query"),
-            "--out",
-            str(out),
-            "--weights",
-            str(weights_file),
-            "--size",
-            "32",
-            "32",
-            "--quiet",
-        ]
+        ["segment", *segment_options(tmp_path / "sup", tmp_path / "lab", tmp_path / "query", out, weights_file)]
     )
     assert code == 2 and "x.dcm" in capsys.readouterr().err
     assert not out.exists()

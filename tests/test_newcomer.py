@@ -13,15 +13,9 @@ import tifffile
 from flax import nnx
 from PIL import Image
 
-from universeg_jax import cli, overlay, weights
+from tests.conftest import REPO, segment_options
+from universeg_jax import cli, overlay
 from universeg_jax.model import UniverSeg
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    return weights.save(UniverSeg((8, 8), rngs=nnx.Rngs(0)), tmp_path_factory.mktemp("w") / "small.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -41,28 +35,8 @@ def many_queries(tmp_path_factory):
 
 
 def segment_command(root, out, weights_file):
-    return [
-        sys.executable,
-        "-m",
-        "universeg_jax.cli",
-        "segment",
-        "--support-images",
-        str(root / "img"),
-        "--support-labels",
-        str(root / "lab"),
-        "--query",
-        str(root / "query"),
-        "--out",
-        str(out),
-        "--weights",
-        str(weights_file),
-        "--size",
-        "32",
-        "32",
-        "--batch-size",
-        "1",
-        "--quiet",
-    ]
+    options = segment_options(root / "img", root / "lab", root / "query", out, weights_file, "--batch-size", "1")
+    return [sys.executable, "-m", "universeg_jax.cli", "segment", *options]
 
 
 def start_and_wait_for_staging(command, out, timeout=300):

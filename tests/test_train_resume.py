@@ -21,10 +21,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.conftest import FakeTaskStore, tiny_config
+from tests.conftest import FakeTaskStore, start_script, tiny_config
 from universeg_jax import train
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 10
 CHECKPOINT_EVERY = 3
 
@@ -54,16 +53,7 @@ def run_worker(workdir, steps, overrides):
 
 def start(workdir, steps=STEPS, **overrides):
     """The worker in its own process group (as a job under a scheduler)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen(
-        [sys.executable, __file__, str(workdir), str(steps), json.dumps(overrides)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return start_script(__file__, workdir, steps, json.dumps(overrides))
 
 
 def wait_for_step(process, step, condition=lambda: True):
