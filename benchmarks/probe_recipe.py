@@ -56,6 +56,7 @@ PROBES = {
     "width_64": {"model.encoder_blocks": "(64, 64, 64, 64)"},
     "synthetic_on_device_0.5": {"data.synthetic_share": 0.5},
     "synthetic_on_device_0.25": {"data.synthetic_share": 0.25},
+    "superpixels_0.5": {"data.superpixel_share": 0.5},
     "constant_lr_ema": {"optim.schedule": "constant", "optim.ema_decay": 0.999},
 }
 

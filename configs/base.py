@@ -87,6 +87,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # Share of the episodes replaced by a task generated on the device inside the train step
     # (universeg_jax/data/synthetic.py: unbounded distinct tasks, no storage); 0 = only stored tasks.
     config.data.synthetic_share = 0.0
+    # Share of the stored episodes whose labels become one superpixel (a joint k-means cluster) of their own
+    # images, inside the step (universeg_jax/data/superpixels.py); 0 = the stored labels only.
+    config.data.superpixel_share = 0.0
     # The host only samples episodes and copies their uint8 examples (augmentation runs on the devices, inside
     # the train step), so one process keeps up with a GPU at support 64 (docs/training.md#measured).
     config.data.num_workers = 0  # episode-building worker processes (0 = a thread of the training process)

@@ -75,8 +75,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if not 0 <= config.optim.final_lr_ratio <= 1:
         raise ValueError(f"config optim.final_lr_ratio must lie in [0, 1], got {config.optim.final_lr_ratio}")
-    if not 0 <= config.data.synthetic_share <= 1:
-        raise ValueError(f"config data.synthetic_share must lie in [0, 1], got {config.data.synthetic_share}")
+    for share in ("synthetic_share", "superpixel_share"):
+        if not 0 <= config.data[share] <= 1:
+            raise ValueError(f"config data.{share} must lie in [0, 1], got {config.data[share]}")
     for name, value, allowed in (
         ("model.dtype", config.model.dtype, tuple(DTYPES)),
         ("train.loss", config.train.loss, tuple(LOSS_FUNCTIONS)),
@@ -275,6 +276,7 @@ def make_steps(graphdef, tx, schedule, config, mesh):
         config.augment.task.to_dict(),
         config.seed,
         synthetic_share=config.data.synthetic_share,
+        superpixel_share=config.data.superpixel_share,
     )
     to_float = EpisodeAugmenter(None, None, config.seed)
 

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from universeg_jax.data import synthetic
+from universeg_jax.data import superpixels, synthetic
 
 Augmentation = Callable[..., tuple[jax.Array, jax.Array]]  # (key, image, label, **params) -> (image, label)
 SpatialAugmentation = Callable[..., jax.Array]  # (key, coords, **params) -> coords
@@ -393,19 +393,29 @@ class EpisodeAugmenter:
     intensity augmentations; then the task's label augmentations. Without augmentations
     (``EpisodeAugmenter(None, None, seed)``) this is only the conversion to float. With ``synthetic_share`` > 0,
     that share of the episodes (a coin per episode, same key) is first replaced by a task generated on the device
-    (``synthetic.replace_with_synthetic``), then augmented like the others.
+    (``synthetic.replace_with_synthetic``), then augmented like the others; with ``superpixel_share`` > 0, that
+    share of the stored episodes first gets superpixel labels of its own images (``superpixels``).
     """
 
-    def __init__(self, in_task: Mapping | None, task: Mapping | None, seed: int, synthetic_share: float = 0.0):
-        if not 0.0 <= synthetic_share <= 1.0:
-            raise ValueError(
-                f"data.synthetic_share must lie in [0, 1] (the share of episodes generated on the "
-                f"device), got {synthetic_share!r}"
-            )
+    def __init__(
+        self,
+        in_task: Mapping | None,
+        task: Mapping | None,
+        seed: int,
+        synthetic_share: float = 0.0,
+        superpixel_share: float = 0.0,
+    ):
+        for name, share, what in (
+            ("synthetic_share", synthetic_share, "episodes generated on the device"),
+            ("superpixel_share", superpixel_share, "episodes relabelled with superpixels"),
+        ):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"data.{name} must lie in [0, 1] (the share of {what}), got {share!r}")
         self.in_task = Augmenter(in_task, shared=False)
         self.task = Augmenter(task, shared=True)
         self.seed = int(seed)
         self.synthetic_share = float(synthetic_share)
+        self.superpixel_share = float(superpixel_share)
 
     def episode(self, key: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One episode's ``(N, H, W)`` float32 images (values 0-255) and labels (0/1), augmented with ``key``;
@@ -428,6 +438,9 @@ class EpisodeAugmenter:
         labels = labels[..., 0].astype(jnp.float32)
         base = jax.random.key(self.seed)
         keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(batch["episode"].astype(jnp.uint32))
+        if self.superpixel_share > 0:
+            relabel = functools.partial(superpixels.replace_with_superpixels, share=self.superpixel_share)
+            labels = jax.vmap(lambda k, i, l: relabel(k, images=i, labels=l))(keys, images, labels)
         if self.synthetic_share > 0:
             replace = functools.partial(synthetic.replace_with_synthetic, share=self.synthetic_share)
             images, labels = jax.vmap(lambda k, i, l: replace(k, images=i, labels=l))(keys, images, labels)
