@@ -40,8 +40,18 @@ def segment_command(root, out, weights_file):
 
 
 def start_and_wait_for_staging(command, out, timeout=300):
-    """Start the command; return it once its staging folder in ``out`` holds written outputs."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    """Start the command; return it once its staging folder in ``out`` holds written outputs.
+
+    The command gets Ctrl+C's default disposition, as in a terminal: a suite run in the background (``pytest &``
+    in a script) has SIGINT ignored, and Python then never turns it into KeyboardInterrupt."""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         staged = [p for p in out.glob(".universeg-jax-*/**/*") if p.is_file()] if out.exists() else []
