@@ -131,6 +131,7 @@ CHECKS = {
     "bash benchmarks/gpu/prepare.sh": SYNTAX,
     "bash benchmarks/gpu/run.sh OUT 470": SYNTAX,
     "python benchmarks/probe_recipe.py --probes=recipe,recipe_seed1,loss_soft_dice --steps=1000 --out=probes.json": HELP,
+    "python benchmarks/probe_recipe.py --probes=recipe,constant_lr_ema,synthetic_on_device_0.5,support_16,width_48,recipe_seed1 --steps=1000 --out=probes.json": HELP,
     "python -m universeg_jax.campaign --budget=45m": MAIN_DRY_RUN,
     "python -m universeg_jax.campaign --budget=2h --commit": MAIN_DRY_RUN,
 }
