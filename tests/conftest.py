@@ -137,6 +137,18 @@ class FakeTaskStore:
         return view
 
 
+def random_episodes(b=3, s=4, size=32):
+    """A uint8 episode batch as the train step receives it: random images, random 0/1 labels, indices 0..b-1."""
+    rng = np.random.default_rng(0)
+    return {
+        "query": rng.integers(0, 256, (b, size, size, 1), dtype=np.uint8),
+        "query_label": rng.integers(0, 2, (b, size, size, 1), dtype=np.uint8),
+        "support_images": rng.integers(0, 256, (b, s, size, size, 1), dtype=np.uint8),
+        "support_labels": rng.integers(0, 2, (b, s, size, size, 1), dtype=np.uint8),
+        "episode": np.arange(b, dtype=np.int32),
+    }
+
+
 def tiny_config(**changes):
     """The ``:cpu`` preset shrunk for tests (model (8, 8), 32x32, support 3); ``changes`` maps "section.field"
     to a value."""

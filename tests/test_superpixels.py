@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.conftest import random_episodes
 from universeg_jax.data import augment, superpixels
 from universeg_jax.train import validate_config
 
@@ -32,19 +33,8 @@ def test_a_label_is_one_compact_region_of_one_brightness_in_every_image():
     assert len({np.asarray(labelled(jax.random.key(s), images)).tobytes() for s in range(6)}) > 1
 
 
-def episodes(b=3, s=4, size=32):
-    rng = np.random.default_rng(0)
-    return {
-        "query": rng.integers(0, 256, (b, size, size, 1), dtype=np.uint8),
-        "query_label": rng.integers(0, 2, (b, size, size, 1), dtype=np.uint8),
-        "support_images": rng.integers(0, 256, (b, s, size, size, 1), dtype=np.uint8),
-        "support_labels": rng.integers(0, 2, (b, s, size, size, 1), dtype=np.uint8),
-        "episode": np.arange(b, dtype=np.int32),
-    }
-
-
 def test_share_one_relabels_every_episode_and_keeps_its_images():
-    batch = episodes()
+    batch = random_episodes()
     plain = jax.jit(augment.EpisodeAugmenter(None, None, 0))(batch)
     relabelled = jax.jit(augment.EpisodeAugmenter(None, None, 0, superpixel_share=1.0))(batch)
     for key in ("query", "support_images"):
@@ -54,7 +44,7 @@ def test_share_one_relabels_every_episode_and_keeps_its_images():
 
 
 def test_share_is_a_coin_per_episode():
-    batch = episodes(b=64, s=1, size=16)
+    batch = random_episodes(b=64, s=1, size=16)
     relabelled = jax.jit(augment.EpisodeAugmenter(None, None, 0, superpixel_share=0.5))(batch)
     changed = (np.asarray(relabelled["query_label"]) != batch["query_label"]).any(axis=(1, 2, 3))
     assert 16 < changed.sum() < 48

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.conftest import random_episodes
 from universeg_jax.data import augment, synthetic
 
 
@@ -42,19 +43,8 @@ def test_tasks_are_defined_by_appearance_and_are_learnable(task):
     assert np.median(contrasts) > 10  # grey levels of 255
 
 
-def batch(b=3, s=4, size=32):
-    rng = np.random.default_rng(0)
-    return {
-        "query": rng.integers(0, 256, (b, size, size, 1), dtype=np.uint8),
-        "query_label": rng.integers(0, 2, (b, size, size, 1), dtype=np.uint8),
-        "support_images": rng.integers(0, 256, (b, s, size, size, 1), dtype=np.uint8),
-        "support_labels": rng.integers(0, 2, (b, s, size, size, 1), dtype=np.uint8),
-        "episode": np.arange(b, dtype=np.int32),
-    }
-
-
 def test_share_zero_leaves_episodes_and_share_one_replaces_all():
-    episodes = batch()
+    episodes = random_episodes()
     plain = jax.jit(augment.EpisodeAugmenter(None, None, 0))(episodes)
     off = jax.jit(augment.EpisodeAugmenter(None, None, 0, synthetic_share=0.0))(episodes)
     on = jax.jit(augment.EpisodeAugmenter(None, None, 0, synthetic_share=1.0))(episodes)
@@ -67,7 +57,7 @@ def test_share_zero_leaves_episodes_and_share_one_replaces_all():
 
 
 def test_share_is_a_coin_per_episode():
-    episodes = batch(b=64, s=1, size=16)
+    episodes = random_episodes(b=64, s=1, size=16)
     on = jax.jit(augment.EpisodeAugmenter(None, None, 0, synthetic_share=0.5))(episodes)
     replaced = ~np.isclose(np.asarray(on["query"]), episodes["query"] / 255.0).all(axis=(1, 2, 3))
     assert 16 < replaced.sum() < 48
